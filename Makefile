@@ -1,0 +1,14 @@
+# The two commands of the README. Both set up ./.venv first (scripts/setup.sh).
+.PHONY: setup demo test lint
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/arpo rollout --out runs/example/trees.json
+
+test: setup
+	.venv/bin/python -m pytest -q
+
+lint: setup
+	.venv/bin/ruff check src tests benchmarks

@@ -1,0 +1,81 @@
+"""The Tool interface: what the rollout loop needs from a tool.
+
+A tool is identified by its *tag*: the model calls it by writing ``<tag>call text</tag>``
+(ARPO's ``<python>...</python>`` and ``<search>...</search>``, DESIGN.md §1); the rollout loop
+stops generation at the closing tag, passes the text between the tags to :meth:`Tool.run`, and
+appends the returned text, wrapped in result tags, as a ``tool`` segment of the rollout tree.
+
+``run`` never raises for a bad call: a tool reports problems through :class:`ToolResult.status`
+so the model sees a short, deterministic message and the metrics can count it. Exceptions that
+escape anyway are caught by the executor (:class:`arpo.tools.toolbox.ToolBox`) and turned into
+``error`` results.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import Enum
+
+TAG_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+
+
+class ToolStatus(str, Enum):
+    """Outcome of one tool call."""
+
+    OK = "ok"
+    """The tool ran and returned its answer."""
+    ERROR = "error"
+    """The call was malformed or the tool failed; the text says why."""
+    TIMEOUT = "timeout"
+    """The call exceeded its wall-clock limit and was stopped."""
+    LIMIT = "limit"
+    """The call was refused without running (e.g. the trajectory's tool-call limit was reached)."""
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool call returns: the text shown to the model plus structured metadata."""
+
+    text: str
+    status: ToolStatus = ToolStatus.OK
+    latency_s: float = 0.0
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ToolStatus.OK
+
+
+class Tool(ABC):
+    """A tool the policy can call with ``<tag>call</tag>``.
+
+    Subclasses set :attr:`tag` (the call tag, e.g. ``"python"``) and :attr:`description` (one
+    paragraph for the system prompt), and implement :meth:`run`.
+    """
+
+    tag: str
+    description: str
+
+    def __init__(self) -> None:
+        tag = getattr(self, "tag", None)
+        if not isinstance(tag, str) or not TAG_PATTERN.match(tag):
+            raise ValueError(
+                f"{type(self).__name__}.tag must be a word like 'python' (letters, digits, '_' or '-'), "
+                f"got {tag!r}"
+            )
+        if not isinstance(getattr(self, "description", None), str):
+            raise ValueError(f"{type(self).__name__}.description must be a string")
+
+    @property
+    def open_tag(self) -> str:
+        return f"<{self.tag}>"
+
+    @property
+    def close_tag(self) -> str:
+        return f"</{self.tag}>"
+
+    @abstractmethod
+    def run(self, call: str) -> ToolResult:
+        """Execute one call (the text between the tags) and return its result."""
