@@ -1,0 +1,91 @@
+"""Batch statistics of rollout trees, all derived from the trees themselves.
+
+* ``tokens_unique``: tokens in the trees, each shared node once; ``tokens_flat``: tokens of all
+  trajectories laid out one by one (what an engine without prefix sharing would process);
+* ``branches``: model nodes that start a branch; ``fills``: fresh samples added to reach M;
+* ``branch_depth_hist``: branches by the index of the tool result they forked after (1 = first);
+* ``branch_top3_share``: per tree, branches are attributed to the full sample (initial or fill)
+  whose subtree holds them; the share held by each tree's 3 most-branched samples, pooled over
+  the batch (AEPO, arXiv 2510.14545, reports ARPO piling most branches onto 1–3 trajectories);
+* ``entropy_before_tool`` / ``entropy_after_tool``: mean normalised entropy H/ln|V| of the last k
+  model tokens before each tool call and of the first k model tokens after each tool result
+  (every node counted once, however many trajectories share it) — the signal ARPO branches on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from statistics import fmean
+from typing import Any
+
+from arpo.core.tree import Origin, Role, RolloutTree
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return fmean(values) if values else None
+
+
+def summarize_trees(trees: Sequence[RolloutTree], entropy_window: int) -> dict[str, Any]:
+    """Counts and means over a batch of trees (see the module docstring)."""
+    leaves, tool_calls, lengths = [], [], []
+    unique = flat = 0
+    finish: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    depth_hist: Counter[int] = Counter()
+    branches = fills = top3 = decisions = positive = 0
+    before, after, deltas = [], [], []
+    for tree in trees:
+        trajectories = tree.trajectories()
+        leaves.append(len(trajectories))
+        unique += sum(len(node.token_ids) for node in tree.nodes)
+        for traj in trajectories:
+            flat += len(traj.token_ids)
+            tool_calls.append(len(traj.tool_calls))
+            lengths.append(traj.response_length)
+            finish[traj.finish_reason.value if traj.finish_reason else "unfinished"] += 1
+        per_sample: Counter[int] = Counter()
+        log_v = math.log(tree.vocab_size)
+        for node in tree.nodes:
+            if node.origin is Origin.FILL:
+                fills += 1
+            if node.origin is Origin.BRANCH:
+                branches += 1
+                path = node.path()
+                depth_hist[sum(n.role is Role.TOOL for n in path)] += 1
+                per_sample[path[1].id] += 1
+            if node.role is Role.TOOL:
+                statuses[node.tool_call.status if node.tool_call else "none"] += 1
+                if node.parent is not None and node.parent.entropies:
+                    before.append(fmean(node.parent.entropies[-entropy_window:]) / log_v)
+            after_tool = node.parent is not None and node.parent.role is Role.TOOL
+            if node.role is Role.MODEL and after_tool and node.entropies:
+                after.append(fmean(node.entropies[:entropy_window]) / log_v)
+            if node.decision is not None:
+                decisions += 1
+                positive += node.decision.branch
+                deltas.append(node.decision.delta)
+        top3 += sum(count for _, count in per_sample.most_common(3))
+    return {
+        "prompts": len(trees),
+        "trajectories": sum(leaves),
+        "leaves_per_prompt_min": min(leaves, default=0),
+        "leaves_per_prompt_max": max(leaves, default=0),
+        "tokens_unique": unique,
+        "tokens_flat": flat,
+        "branches": branches,
+        "branches_per_prompt": branches / len(trees) if trees else 0.0,
+        "fills": fills,
+        "branch_depth_hist": dict(sorted(depth_hist.items())),
+        "branch_top3_share": top3 / branches if branches else None,
+        "decisions": decisions,
+        "decisions_positive": positive,
+        "mean_delta_entropy": _mean(deltas),
+        "tool_calls_per_trajectory": _mean(tool_calls),
+        "tool_status": dict(statuses),
+        "finish_reasons": dict(finish),
+        "response_length_mean": _mean(lengths),
+        "entropy_before_tool": _mean(before),
+        "entropy_after_tool": _mean(after),
+    }

@@ -1,0 +1,105 @@
+"""The generator protocol: what the rollout loop needs from an inference engine (DESIGN.md §3).
+
+A generator owns *paths*: token sequences with whatever cached state the engine keeps for them
+(a KV cache). The rollout loop creates a path per prompt, ``fork``s it into trajectories and
+branches, ``extend``s a path with tool-result tokens, and asks for continuations of many paths at
+once. Engines never see the rollout tree; the tree never sees an engine.
+
+Contract of :meth:`Generator.generate` for each requested path:
+
+* sampling is from softmax(logits / temperature), truncated to the top-p nucleus; temperature 0
+  means greedy (then log-probs and entropies refer to the temperature-1 distribution);
+* generation stops at an end-of-sequence token (``finish="eos"``), when the text generated in this
+  call contains one of ``stop_strings`` (``finish="stop"``, ``stop_string`` says which; the tokens
+  are kept as sampled), or after ``max_new_tokens`` (``finish="length"``);
+* each sampled token comes with its log-prob and the exact entropy (nats) of the full-vocabulary
+  distribution it was drawn from (engines that only see top-k log-probs document their estimate);
+* the sampled tokens are appended to the path, so the next call continues after them.
+
+``fork(path, at)`` makes a new path equal to the first ``at`` tokens of ``path``; engines reuse the
+parent's cached state for that prefix instead of recomputing it. ``stats`` counts tokens pushed
+through the model as prefill (prompt, tool results, recomputed tokens) and as decode steps, so
+prefix sharing is measurable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass
+class Continuation:
+    """Tokens sampled for one path in one :meth:`Generator.generate` call."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    entropies: list[float]
+    finish: Literal["eos", "stop", "length"]
+    stop_string: str | None = None
+
+
+@dataclass
+class GeneratorStats:
+    """Tokens the engine ran through the model, by kind."""
+
+    prefill_tokens: int = 0
+    decode_tokens: int = 0
+
+    def snapshot(self) -> GeneratorStats:
+        return GeneratorStats(self.prefill_tokens, self.decode_tokens)
+
+    def since(self, earlier: GeneratorStats) -> GeneratorStats:
+        return GeneratorStats(
+            self.prefill_tokens - earlier.prefill_tokens, self.decode_tokens - earlier.decode_tokens
+        )
+
+
+@runtime_checkable
+class Generator(Protocol):
+    vocab_size: int
+    """Size of the distribution sampled from (the entropy normaliser ln|V| uses it)."""
+    stats: GeneratorStats
+
+    def seed(self, seed: int) -> None:
+        """Reset the sampling random state."""
+
+    def add_path(self, token_ids: Sequence[int]) -> int:
+        """Register a new path (e.g. a rendered prompt); returns its id."""
+
+    def prefill(self, paths: Sequence[int]) -> None:
+        """Compute the cached state of the paths' pending tokens now (batched), without sampling."""
+
+    def fork(self, path: int, at: int) -> int:
+        """New path equal to the first ``at`` tokens of ``path``, sharing its cached prefix."""
+
+    def extend(self, path: int, token_ids: Sequence[int]) -> None:
+        """Append tokens that were not sampled (a tool result); they are computed on the next call."""
+
+    def generate(
+        self,
+        paths: Sequence[int],
+        max_new_tokens: Sequence[int],
+        sampling: SamplingParams,
+        stop_strings: Sequence[str],
+    ) -> list[Continuation]:
+        """Continue every path in one batch; see the module docstring for the contract."""
+
+    def length(self, path: int) -> int:
+        """Number of tokens of the path."""
+
+    def release(self, path: int) -> None:
+        """Forget a path and free its cached state."""

@@ -1,0 +1,377 @@
+"""Hugging Face transformers generator with KV-cache forking (the default engine; CPU and GPU).
+
+State per path: its token ids, the KV cache of a prefix of them stored as a list of *chunks*
+(per-layer key/value tensors ``[kv_heads, length, head_dim]``), and the next-token logits at the
+end of its last prefill. Chunks are immutable and shared: ``fork(path, at)`` keeps references to
+the parent's chunks (the last one sliced as a view), so a branch neither recomputes nor copies
+its shared prefix, and the logits stored at a tool-result boundary let a branch sample its first
+token without feeding anything. A fork at a position with no stored logits recomputes one token.
+
+One ``generate`` call runs all requested paths as one batch:
+
+1. *gather*: each row's chunks are copied right-aligned into a batch cache ``[B, H, L, D]``
+   (left padding where rows are shorter);
+2. *prefill*: the rows' pending tokens (prompt, or last sampled token + tool result) go through
+   the model in one forward, right-aligned so the last column gives every row's next-token logits;
+3. *decode*: sample, record log-prob and exact entropy, check stops, feed the sampled tokens;
+   a row that stops has its new KV columns copied out as a new chunk and leaves the batch.
+
+Rows have holes (padding between a row's cached prefix and its pending tokens), so attention uses
+an explicit additive 4-D mask ``[B, 1, q, kv]`` (0 where allowed, dtype-min elsewhere) with
+explicit position ids (each token's index in its own sequence). Padding queries attend to
+themselves only, so no row is ever fully masked. Models whose cache is not a plain full-attention
+``DynamicCache`` (sliding-window or hybrid layers) are rejected with a clear error.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+from arpo.core.entropy import entropy_from_logits
+from arpo.engines.base import Continuation, GeneratorStats, SamplingParams
+
+KV = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+"""Per layer (keys, values), each ``[kv_heads, length, head_dim]``."""
+
+
+@dataclass
+class _Path:
+    ids: list[int]
+    chunks: list[KV] = field(default_factory=list)
+    kv_len: int = 0
+    logits_at: int = -1
+    """Position whose next-token logits are stored (== kv_len when usable)."""
+    logits: torch.Tensor | None = None
+
+
+def _chunk_len(chunk: KV) -> int:
+    return chunk[0][0].shape[1]
+
+
+def _slice_chunks(chunks: list[KV], n: int) -> list[KV]:
+    """Chunks covering the first ``n`` positions (views; nothing is copied)."""
+    out: list[KV] = []
+    covered = 0
+    for chunk in chunks:
+        if covered >= n:
+            break
+        take = min(_chunk_len(chunk), n - covered)
+        out.append(
+            chunk if take == _chunk_len(chunk) else tuple((k[:, :take], v[:, :take]) for k, v in chunk)
+        )
+        covered += take
+    return out
+
+
+def _check_supported(model: PreTrainedModel) -> None:
+    config = model.config.get_text_config(decoder=True)
+    layer_types = getattr(config, "layer_types", None) or []
+    other = sorted({t for t in layer_types if t != "full_attention"})
+    if other or getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        raise ValueError(
+            f"HFGenerator supports decoder models with full attention in every layer; "
+            f"{type(model).__name__} has {other or 'a sliding window'}. Use the vLLM generator for it."
+        )
+
+
+class HFGenerator:
+    """Batched sampling over many paths of one causal LM, with KV-cache forking."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        stop_window_tokens: int | None = None,
+    ) -> None:
+        _check_supported(model)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.stop_window_tokens = stop_window_tokens
+        # transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self.stats = GeneratorStats()
+        self._paths: dict[int, _Path] = {}
+        self._next_id = 0
+        self._rng = torch.Generator(device=self.device)
+        self._rng.manual_seed(0)
+
+    # ----- path bookkeeping ---------------------------------------------------------------
+    def seed(self, seed: int) -> None:
+        self._rng.manual_seed(seed)
+
+    def add_path(self, token_ids: Sequence[int]) -> int:
+        if not token_ids:
+            raise ValueError("a path needs at least one token")
+        return self._new(_Path(ids=list(token_ids)))
+
+    def _new(self, path: _Path) -> int:
+        pid = self._next_id
+        self._next_id += 1
+        self._paths[pid] = path
+        return pid
+
+    def _get(self, pid: int) -> _Path:
+        try:
+            return self._paths[pid]
+        except KeyError:
+            raise KeyError(f"unknown or released path {pid}") from None
+
+    def length(self, path: int) -> int:
+        return len(self._get(path).ids)
+
+    def token_ids(self, path: int) -> list[int]:
+        return list(self._get(path).ids)
+
+    def release(self, path: int) -> None:
+        self._paths.pop(path, None)
+
+    def extend(self, path: int, token_ids: Sequence[int]) -> None:
+        self._get(path).ids.extend(token_ids)
+
+    def fork(self, path: int, at: int) -> int:
+        parent = self._get(path)
+        if not 1 <= at <= len(parent.ids):
+            raise ValueError(f"fork position {at} outside path {path} of length {len(parent.ids)}")
+        child = _Path(ids=parent.ids[:at])
+        if parent.logits_at == at and parent.kv_len >= at:
+            child.kv_len, child.logits_at, child.logits = at, at, parent.logits
+        else:  # keep one token pending so the next call produces the logits at `at`
+            child.kv_len = min(parent.kv_len, at - 1)
+        child.chunks = _slice_chunks(parent.chunks, child.kv_len)
+        return self._new(child)
+
+    # ----- model passes ------------------------------------------------------------------
+    @torch.no_grad()
+    def prefill(self, paths: Sequence[int]) -> None:
+        rows = [self._get(p) for p in paths]
+        if not any(len(r.ids) > r.kv_len for r in rows):
+            return
+        cache, valid = self._gather(rows)
+        _, _, starts = self._prefill(rows, cache, valid)
+        for b, row in enumerate(rows):
+            self._store_new_kv(row, cache, b, starts[b], len(row.ids))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        paths: Sequence[int],
+        max_new_tokens: Sequence[int],
+        sampling: SamplingParams,
+        stop_strings: Sequence[str],
+    ) -> list[Continuation]:
+        if len(paths) != len(max_new_tokens):
+            raise ValueError("one max_new_tokens per path")
+        if len(set(paths)) != len(paths):
+            raise ValueError("a path may appear only once per generate call")
+        rows = [self._get(p) for p in paths]
+        outs = [Continuation([], [], [], "length") for _ in rows]
+        live = [i for i, n in enumerate(max_new_tokens) if n > 0]
+        if not live:
+            return outs
+        rows_live = [rows[i] for i in live]
+        cache, valid = self._gather(rows_live)
+        logits, valid, starts = self._prefill(rows_live, cache, valid)
+        window = self.stop_window_tokens or max([len(s) for s in stop_strings] + [1]) + 2
+        while live:
+            tokens, logprobs, entropies = _sample(logits, sampling, self._rng)
+            keep: list[int] = []
+            for b, i in enumerate(live):
+                out, row, tok = outs[i], rows[i], int(tokens[b])
+                out.token_ids.append(tok)
+                out.logprobs.append(float(logprobs[b]))
+                out.entropies.append(float(entropies[b]))
+                row.ids.append(tok)
+                if tok in self.eos_ids:
+                    out.finish = "eos"
+                elif (hit := _find_stop(self.tokenizer, out.token_ids, stop_strings, window)) is not None:
+                    out.finish, out.stop_string = "stop", hit
+                elif len(out.token_ids) >= max_new_tokens[i]:
+                    out.finish = "length"
+                else:
+                    keep.append(b)
+                    continue
+                # row is done: its KV covers everything but the token just sampled
+                self._store_new_kv(row, cache, b, starts[b], len(row.ids) - 1)
+            if not keep:
+                break
+            if len(keep) < len(live):
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                valid = valid[index]
+                tokens = tokens[index]
+                live = [live[b] for b in keep]
+                starts = [starts[b] for b in keep]
+            logits, valid = self._decode_step(cache, valid, tokens, [rows[i] for i in live])
+        return outs
+
+    def _gather(self, rows: list[_Path]) -> tuple[DynamicCache, torch.Tensor]:
+        """Batch cache with each row's cached prefix right-aligned, and its validity mask ``[B, L]``."""
+        width = max(r.kv_len for r in rows)
+        valid = torch.zeros(len(rows), width, dtype=torch.bool, device=self.device)
+        if width == 0:
+            return DynamicCache(), valid
+        layers = []
+        template = next(r.chunks[0] for r in rows if r.chunks)
+        for layer, (k0, v0) in enumerate(template):
+            keys = k0.new_zeros((len(rows), k0.shape[0], width, k0.shape[2]))
+            values = v0.new_zeros((len(rows), v0.shape[0], width, v0.shape[2]))
+            for b, row in enumerate(rows):
+                pos = width - row.kv_len
+                for chunk in row.chunks:
+                    k, v = chunk[layer]
+                    keys[b, :, pos : pos + k.shape[1]] = k
+                    values[b, :, pos : pos + v.shape[1]] = v
+                    pos += k.shape[1]
+            layers.append((keys, values))
+        for b, row in enumerate(rows):
+            valid[b, width - row.kv_len :] = True
+        return DynamicCache(ddp_cache_data=layers), valid
+
+    def _prefill(
+        self, rows: list[_Path], cache: DynamicCache, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Run every row's pending tokens through the model as one right-aligned block.
+
+        Returns the next-token logits ``[B, V]``, the validity mask extended by the block, and
+        for each row the batch column where its not-yet-chunked KV starts.
+        """
+        pending = [r.ids[r.kv_len :] for r in rows]
+        width = max(len(p) for p in pending)
+        starts = [valid.shape[1] + width - len(p) for p in pending]
+        if width == 0:
+            return torch.stack([self._stored_logits(r) for r in rows]), valid, starts
+        batch = len(rows)
+        input_ids = torch.zeros(batch, width, dtype=torch.long, device=self.device)
+        positions = torch.zeros(batch, width, dtype=torch.long, device=self.device)
+        block = torch.zeros(batch, width, dtype=torch.bool, device=self.device)
+        for b, (row, toks) in enumerate(zip(rows, pending, strict=True)):
+            if toks:
+                input_ids[b, width - len(toks) :] = torch.tensor(toks, device=self.device)
+                positions[b, width - len(toks) :] = torch.arange(row.kv_len, len(row.ids), device=self.device)
+                block[b, width - len(toks) :] = True
+        keys_valid = torch.cat([valid, block], dim=1)
+        mask = self._mask(keys_valid, width)
+        logits = self._forward(input_ids, positions, mask, cache)
+        self.stats.prefill_tokens += sum(len(p) for p in pending)
+        result = []
+        for b, row in enumerate(rows):
+            if pending[b]:
+                row.logits_at, row.logits = len(row.ids), logits[b].clone()
+                result.append(logits[b])
+            else:
+                result.append(self._stored_logits(row))
+        return torch.stack(result), keys_valid, starts
+
+    def _decode_step(
+        self, cache: DynamicCache, valid: torch.Tensor, tokens: torch.Tensor, rows: list[_Path]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        valid = torch.cat([valid, torch.ones(len(rows), 1, dtype=torch.bool, device=self.device)], dim=1)
+        positions = torch.tensor([[len(r.ids) - 1] for r in rows], device=self.device)
+        logits = self._forward(tokens.view(-1, 1), positions, self._mask(valid, 1), cache)
+        self.stats.decode_tokens += len(rows)
+        return logits, valid
+
+    def _forward(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: DynamicCache
+    ) -> torch.Tensor:
+        """One model pass appending to ``cache``; next-token logits ``[B, V]`` in >= float32."""
+        out = self.model(
+            input_ids=input_ids,
+            position_ids=positions,
+            attention_mask=mask,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_arg: cache},
+        )
+        logits = out.logits[:, -1, :]
+        return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+    def _mask(self, keys_valid: torch.Tensor, q_len: int) -> torch.Tensor:
+        """Additive mask ``[B, 1, q, kv]``: the last ``q_len`` key columns are the queries."""
+        kv_len = keys_valid.shape[1]
+        q_cols = torch.arange(kv_len - q_len, kv_len, device=self.device)
+        k_cols = torch.arange(kv_len, device=self.device)
+        causal = k_cols[None, :] <= q_cols[:, None]  # [q, kv]
+        allowed = causal[None] & keys_valid[:, None, :]
+        allowed |= (k_cols[None, :] == q_cols[:, None])[None]  # padding queries see themselves
+        mask = torch.zeros(allowed.shape, dtype=self.dtype, device=self.device)
+        mask.masked_fill_(~allowed, torch.finfo(self.dtype).min)
+        return mask[:, None]
+
+    def _stored_logits(self, row: _Path) -> torch.Tensor:
+        if row.logits is None or row.logits_at != len(row.ids) or row.kv_len != len(row.ids):
+            raise RuntimeError("path has no pending tokens and no stored next-token logits")
+        return row.logits
+
+    def _store_new_kv(self, row: _Path, cache: DynamicCache, b: int, start: int, upto: int) -> None:
+        """Copy row ``b``'s new KV columns (from ``start``) out of the batch as a chunk."""
+        n = upto - row.kv_len
+        if n <= 0:
+            return
+        chunk = tuple(
+            (layer.keys[b, :, start : start + n].clone(), layer.values[b, :, start : start + n].clone())
+            for layer in cache.layers
+        )
+        row.chunks = [*row.chunks, chunk]
+        row.kv_len = upto
+
+
+def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        if value is None:
+            continue
+        ids.update(value if isinstance(value, list | tuple) else [value])
+    if not ids:
+        raise ValueError("neither the model's generation config nor the tokenizer defines an EOS token")
+    return ids
+
+
+def _sample(
+    logits: torch.Tensor, sampling: SamplingParams, rng: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sample one token per row; returns (tokens, log-probs, entropies) under softmax(logits/T)."""
+    scaled = logits / sampling.temperature if sampling.temperature > 0 else logits
+    log_probs = torch.log_softmax(scaled, dim=-1)
+    entropies = entropy_from_logits(scaled)
+    if sampling.temperature == 0:
+        tokens = scaled.argmax(dim=-1)
+    else:
+        probs = log_probs.exp()
+        if sampling.top_p < 1:
+            probs = _top_p_filter(probs, sampling.top_p)
+        tokens = torch.multinomial(probs, 1, generator=rng).squeeze(-1)
+    return tokens, log_probs.gather(-1, tokens[:, None]).squeeze(-1), entropies
+
+
+def _top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Zero out tokens outside the smallest set whose probability mass reaches ``top_p``."""
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    sorted_probs[mass_before >= top_p] = 0.0
+    return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+
+
+def _find_stop(
+    tokenizer: PreTrainedTokenizerBase, generated: list[int], stop_strings: Sequence[str], window: int
+) -> str | None:
+    """First stop string found in the text of the last ``window`` generated tokens."""
+    if not stop_strings:
+        return None
+    text = tokenizer.decode(generated[-window:], skip_special_tokens=False)
+    for stop in stop_strings:
+        if stop in text:
+            return stop
+    return None

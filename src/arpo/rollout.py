@@ -1,0 +1,289 @@
+"""The multi-turn tool loop and ARPO's tree-shaped sampling: prompts → rollout trees.
+
+Each prompt gets a :class:`~arpo.core.tree.RolloutTree` with exactly M leaves (arXiv 2507.19849,
+§3.1; rule details in :mod:`arpo.core.branching`). All active paths of all prompts advance
+together in *rounds*: one batched ``generate`` call in which every path samples until it stops.
+
+Per path, after a round:
+
+* **eos** or the answer's closing tag (``</answer>``): the path is finished.
+* a tool's **closing tag**: the call is the text between the last opening tag and the closing
+  tag in this segment (decoded for reading only; the sampled tokens stay as they are). The tool
+  runs (all calls of the round concurrently, through the :class:`~arpo.tools.ToolBox`) and its
+  text, wrapped by ``result_template``, is encoded on its own (no BOS or other added special
+  tokens) and appended as a ``tool`` node; the path goes on next round.
+* **budget**: each round may sample at most the path's remaining response budget. Reaching it
+  ends the path with ``finish_reason = length``.
+
+Limits, as rules:
+
+* *Response budget* (``max_response_tokens``) counts every token after the prompt, model and
+  tool alike, so no trajectory is ever longer than prompt + budget. A call whose closing tag is
+  the last token the budget allows is not run (nothing could follow it): the path ends with
+  ``length``. A tool result longer than the remaining budget is cut to fit (its
+  ``tool_call.truncated`` is set) and the path ends there with ``length``; a path whose result
+  exactly uses up the budget ends the same way.
+* *Tool-call limit* (``max_tool_calls``): calls beyond the limit are not executed; the model gets
+  a ``limit`` result saying so, and may still answer within its budget.
+* A closing tag with no matching opening tag in its segment is not executed either; the model
+  gets an ``error`` result.
+
+Branching: when a path continued after a tool result, the first k tokens it generated there give
+H_after; the decision is taken at that tool result and the Z copies fork from the generator's
+cached state at the tool-result boundary (nothing recomputed), each sampling its own
+continuation from the next round on. The decision is recorded on the tool node. A prompt whose
+paths have all ended with fewer than M leaves starts the missing ones together, as fresh samples
+forked from the cached prompt.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from arpo.core.branching import BranchingConfig, branch_score, copies_to_fork, should_branch
+from arpo.core.entropy import normalised_window_mean
+from arpo.core.tree import BranchDecision, FinishReason, Node, Origin, Role, RolloutTree, ToolCall
+from arpo.core.tree_stats import summarize_trees
+from arpo.engines.base import Generator, SamplingParams
+from arpo.tools import ToolBox, ToolResult, ToolStatus
+
+
+class RolloutConfig(BaseModel):
+    """Sampling, budgets and branching of a rollout."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    branching: BranchingConfig = Field(default_factory=BranchingConfig)
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature (0 = greedy).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    max_response_tokens: int = Field(
+        512, ge=1, description="Budget of tokens after the prompt per trajectory (model + tool tokens)."
+    )
+    max_tool_calls: int = Field(
+        3, ge=0, description="Tool calls per trajectory (run, failed or malformed); later calls are refused."
+    )
+    answer_close_tag: str = Field(
+        "</answer>", description="Stop string that ends a trajectory with its answer."
+    )
+    result_template: str = Field(
+        "<result>{result}</result>",
+        description="How a tool result is wrapped before encoding; must contain {result}.",
+    )
+
+    @field_validator("result_template")
+    @classmethod
+    def _has_placeholder(cls, value: str) -> str:
+        if "{result}" not in value:
+            raise ValueError(f"result_template must contain '{{result}}', got {value!r}")
+        return value
+
+    @property
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(self.temperature, self.top_p)
+
+
+class TokenCodec:
+    """The tokenizer operations the loop needs: read sampled tokens, encode tool results."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=False)
+
+    def encode_tool_text(self, text: str) -> list[int]:
+        """Token ids of ``text`` on its own: no BOS/EOS or other added special tokens."""
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+
+@dataclass(eq=False)
+class _Path:
+    tree: RolloutTree
+    handle: int
+    """The generator's path id."""
+    node: Node
+    """The model node this path is generating into."""
+
+
+@dataclass
+class RolloutBatch:
+    trees: list[RolloutTree]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Prompt token ids from the tokenizer's chat template, with the assistant turn opened."""
+    encoded = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    return list(encoded["input_ids"])
+
+
+class ArpoRollout:
+    """Grows one rollout tree per prompt with a generator, a tool box and a rollout config."""
+
+    def __init__(self, generator: Generator, tokenizer: Any, tools: ToolBox, config: RolloutConfig) -> None:
+        self.generator = generator
+        self.codec = TokenCodec(tokenizer)
+        self.tools = tools
+        self.config = config
+        self._close_tags = {f"</{tag}>": tag for tag in tools.tags}
+        self._stop_strings = [*self._close_tags, config.answer_close_tag]
+
+    def run(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        seed: int,
+        metas: Sequence[dict[str, Any]] | None = None,
+        on_round: Callable[[int, int], None] | None = None,
+    ) -> RolloutBatch:
+        """Sample a tree for each prompt (token ids); ``on_round(round, active_paths)`` reports progress."""
+        cfg, gen = self.config, self.generator
+        gen.seed(seed)
+        rng = random.Random(seed)
+        before = gen.stats.snapshot()
+        trees = [
+            RolloutTree(list(p), gen.vocab_size, dict(metas[i]) if metas else {"index": i})
+            for i, p in enumerate(prompts)
+        ]
+        roots = [gen.add_path(p) for p in prompts]
+        gen.prefill(roots)  # each prompt is computed once, then shared by all its paths
+        active = [
+            self._start(tree, root, Origin.INITIAL)
+            for tree, root in zip(trees, roots, strict=True)
+            for _ in range(cfg.branching.initial_rollouts)
+        ]
+        round_index = 0
+        while active:
+            round_index += 1
+            if on_round is not None:
+                on_round(round_index, len(active))
+            active = self._round(active, rng)
+            for tree, root in zip(trees, roots, strict=True):
+                if not any(p.tree is tree for p in active):
+                    missing = cfg.branching.rollouts_per_prompt - _paths_started(tree)
+                    active += [self._start(tree, root, Origin.FILL) for _ in range(missing)]
+        for root in roots:
+            gen.release(root)
+        stats = summarize_trees(trees, cfg.branching.entropy_window)
+        cost = gen.stats.since(before)
+        stats.update(rounds=round_index, prefill_tokens=cost.prefill_tokens, decode_tokens=cost.decode_tokens)
+        return RolloutBatch(trees, stats)
+
+    def _start(self, tree: RolloutTree, root: int, origin: Origin) -> _Path:
+        handle = self.generator.fork(root, len(tree.root.token_ids))
+        return _Path(tree, handle, tree.add_model(tree.root, origin))
+
+    def _round(self, active: list[_Path], rng: random.Random) -> list[_Path]:
+        """Advance every active path by one segment; returns the paths still active."""
+        cfg, gen = self.config, self.generator
+        remaining = [cfg.max_response_tokens - _response_length(p.node) for p in active]
+        outs = gen.generate([p.handle for p in active], remaining, cfg.sampling, self._stop_strings)
+        for path, out in zip(active, outs, strict=True):
+            path.node.append(out.token_ids, out.logprobs, out.entropies)
+        branches = [b for path in active for b in self._decide(path, rng)]  # before any path is released
+        calls: list[tuple[_Path, str, str | None]] = []  # (path, tag, call text; None if malformed)
+        for path, out in zip(active, outs, strict=True):
+            if out.finish == "eos":
+                self._finish(path, FinishReason.EOS)
+            elif out.finish == "length" or _response_length(path.node) >= cfg.max_response_tokens:
+                self._finish(path, FinishReason.LENGTH)
+            elif out.stop_string == cfg.answer_close_tag:
+                self._finish(path, FinishReason.ANSWER)
+            else:
+                tag = self._close_tags[out.stop_string or ""]
+                calls.append((path, tag, _extract_call(self.codec.decode(path.node.token_ids), tag)))
+        results = self._run_calls(calls)
+        still = [
+            path
+            for (path, tag, call), result in zip(calls, results, strict=True)
+            if self._append_result(path, tag, call or "", result)
+        ]
+        return still + branches
+
+    def _decide(self, path: _Path, rng: random.Random) -> list[_Path]:
+        """ARPO's decision at the tool result this path just continued from; returns the branches."""
+        node, bcfg = path.node, self.config.branching
+        tool = node.parent
+        if node.origin is not None or tool is None or tool.role is not Role.TOOL or tool.decision is not None:
+            return []
+        first = next(n for n in node.path() if n.role is Role.MODEL)
+        h_init = normalised_window_mean(first.entropies, path.tree.vocab_size, bcfg.entropy_window)
+        h_after = normalised_window_mean(node.entropies, path.tree.vocab_size, bcfg.entropy_window)
+        if h_init is None or h_after is None:
+            return []
+        score = branch_score(bcfg, h_init, h_after)
+        branch = should_branch(bcfg, score, rng)
+        copies = copies_to_fork(bcfg, _paths_started(path.tree)) if branch else 0
+        tool.decision = BranchDecision(h_init, h_after, score, branch, copies)
+        boundary = sum(len(n.token_ids) for n in tool.path())
+        return [
+            _Path(
+                path.tree,
+                self.generator.fork(path.handle, boundary),
+                path.tree.add_model(tool, Origin.BRANCH),
+            )
+            for _ in range(copies)
+        ]
+
+    def _run_calls(self, calls: list[tuple[_Path, str, str | None]]) -> list[ToolResult]:
+        """Results of the round's calls, in order; refused and malformed calls never run."""
+        results: dict[int, ToolResult] = {}
+        to_run: list[int] = []
+        for i, (path, tag, call) in enumerate(calls):
+            if _tool_calls_made(path.node) >= self.config.max_tool_calls:
+                text = f"Tool-call limit ({self.config.max_tool_calls}) reached: <{tag}> was not run."
+                results[i] = ToolResult(text, ToolStatus.LIMIT)
+            elif call is None:
+                results[i] = ToolResult(f"Malformed call: </{tag}> without <{tag}>.", ToolStatus.ERROR)
+            else:
+                to_run.append(i)
+        ran = self.tools.run_many([(calls[i][1], calls[i][2] or "") for i in to_run])
+        results.update(zip(to_run, ran, strict=True))
+        return [results[i] for i in range(len(calls))]
+
+    def _append_result(self, path: _Path, tag: str, call: str, result: ToolResult) -> bool:
+        """Add the tool node; returns whether the path goes on (budget left after the result)."""
+        ids = self.codec.encode_tool_text(self.config.result_template.format(result=result.text))
+        room = self.config.max_response_tokens - _response_length(path.node)
+        record = ToolCall(
+            tag, call, result.status.value, result.latency_s, result.truncated or len(ids) > room
+        )
+        tool = path.tree.add_tool(path.node, ids[:room], record)
+        self.generator.extend(path.handle, ids[:room])
+        if len(ids) >= room:
+            path.node = tool
+            self._finish(path, FinishReason.LENGTH)
+            return False
+        path.node = path.tree.add_model(tool)
+        return True
+
+    def _finish(self, path: _Path, reason: FinishReason) -> None:
+        path.node.finish_reason = reason
+        self.generator.release(path.handle)
+
+
+def _extract_call(segment_text: str, tag: str) -> str | None:
+    """Text between the last ``<tag>`` and the first ``</tag>`` of a segment; None without ``<tag>``."""
+    head = segment_text.split(f"</{tag}>", 1)[0]
+    start = head.rfind(f"<{tag}>")
+    return None if start < 0 else head[start + len(tag) + 2 :]
+
+
+def _response_length(node: Node) -> int:
+    return sum(len(n.token_ids) for n in node.path()[1:])
+
+
+def _tool_calls_made(node: Node) -> int:
+    """Tool results on the path that were not refusals (executed, failed or malformed calls)."""
+    return sum(n.tool_call is not None and n.tool_call.status != ToolStatus.LIMIT.value for n in node.path())
+
+
+def _paths_started(tree: RolloutTree) -> int:
+    return sum(n.origin is not None for n in tree.nodes)

@@ -1,0 +1,76 @@
+"""``arpo rollout``: sample ARPO trees for a few prompts and write them as JSON for inspection.
+
+The output file holds the resolved config, the batch statistics of
+:func:`arpo.core.tree_stats.summarize_trees` plus prefill/decode token counts, and every tree
+(:meth:`arpo.core.tree.RolloutTree.to_dict` with each node's decoded text). It is written
+atomically, so an interrupted run never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+
+from arpo.engines.hf import HFGenerator
+from arpo.io import atomic_write_json
+from arpo.models.loading import DTypeName, load_policy
+from arpo.rollout import ArpoRollout, RolloutConfig, TokenCodec, render_prompt
+from arpo.tools import Calculator, ToolBox
+
+DEFAULT_PROMPTS = [
+    "what is 1234*5678?",
+    "compute (17+25)*3.",
+    "what is 2 to the power 20?",
+    "add 999 and 12345.",
+]
+
+
+class RolloutJobConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("tiny", description="'tiny' (built locally) or a Hugging Face model folder/name.")
+    dtype: DTypeName = Field("float32", description="Model weights dtype.")
+    prompts: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PROMPTS),
+        min_length=1,
+        description="User messages, one tree each.",
+    )
+    system_prompt: str | None = Field(None, description="Optional system message before each prompt.")
+    seed: int = Field(0, description="Seeds model construction (tiny), sampling and branching.")
+    rollout: RolloutConfig = Field(
+        default_factory=lambda: RolloutConfig.model_validate(
+            {
+                "branching": {"rollouts_per_prompt": 8, "initial_rollouts": 4, "entropy_window": 8},
+                "max_response_tokens": 96,
+            }
+        )
+    )
+
+
+def run_rollout_job(config: RolloutJobConfig, out: Path, console: Console | None = None) -> dict[str, Any]:
+    console = console or Console(stderr=True)
+    model, tokenizer = load_policy(config.model, dtype=config.dtype, seed=config.seed)
+    generator = HFGenerator(model, tokenizer)
+    system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
+    prompts = [render_prompt(tokenizer, [*system, {"role": "user", "content": p}]) for p in config.prompts]
+    with ToolBox([Calculator()]) as tools, console.status("sampling rollout trees") as status:
+        rollout = ArpoRollout(generator, tokenizer, tools, config.rollout)
+        batch = rollout.run(
+            prompts,
+            seed=config.seed,
+            metas=[{"index": i, "prompt": p} for i, p in enumerate(config.prompts)],
+            on_round=lambda r, n: status.update(f"round {r}: {n} active paths"),
+        )
+    decode = TokenCodec(tokenizer).decode
+    atomic_write_json(
+        out,
+        {
+            "config": config.model_dump(mode="json"),
+            "stats": batch.stats,
+            "trees": [tree.to_dict(decode) for tree in batch.trees],
+        },
+    )
+    return batch.stats

@@ -1,0 +1,155 @@
+"""The transformers generator: KV forking equals recompute, exact entropies, stops, accounting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import MistralConfig, MistralForCausalLM
+
+from arpo.core.entropy import entropy_from_logits
+from arpo.engines.base import SamplingParams
+from arpo.engines.hf import HFGenerator, _top_p_filter
+
+SAMPLE = SamplingParams()
+
+
+def full_recompute(model, ids: list[int]) -> torch.Tensor:
+    """Logits at every position of ``ids`` from one forward pass with no cache."""
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0]
+
+
+def assert_matches_recompute(model, ids: list[int], generated, temperature: float = 1.0) -> None:
+    """Recorded log-probs/entropies of the last len(generated) tokens equal a full recompute."""
+    logits = full_recompute(model, ids)
+    scaled = logits / temperature
+    log_probs = torch.log_softmax(scaled, dim=-1)
+    entropies = entropy_from_logits(scaled)
+    n = len(generated.token_ids)
+    assert ids[len(ids) - n :] == generated.token_ids
+    for j, pos in enumerate(range(len(ids) - n, len(ids))):
+        assert generated.logprobs[j] == pytest.approx(log_probs[pos - 1, ids[pos]].item(), abs=1e-9)
+        assert generated.entropies[j] == pytest.approx(entropies[pos - 1].item(), abs=1e-9)
+
+
+def test_forked_generation_equals_full_recompute(model64, tokenizer, prompts):
+    gen = HFGenerator(model64, tokenizer)
+    roots = [gen.add_path(p) for p in prompts[:2]]
+    gen.prefill(roots)
+    kids = [gen.fork(roots[0], len(prompts[0])) for _ in range(3)] + [gen.fork(roots[1], len(prompts[1]))]
+    first = gen.generate(kids, [12, 5, 9, 7], SAMPLE, [])
+    for kid, out in zip(kids, first, strict=True):
+        assert_matches_recompute(model64, gen.token_ids(kid), out)
+    # a tool result appended to one path, then a second round for two paths of different lengths
+    tool_ids = tokenizer.encode("<result>42</result>", add_special_tokens=False)
+    gen.extend(kids[0], tool_ids)
+    boundary = gen.length(kids[0])
+    second = gen.generate([kids[0], kids[2]], [10, 10], SAMPLE, [])
+    for kid, out in zip([kids[0], kids[2]], second, strict=True):
+        assert_matches_recompute(model64, gen.token_ids(kid), out)
+    # branch at the tool-result boundary: reuses the stored logits, nothing recomputed
+    before = gen.stats.snapshot()
+    branch = gen.fork(kids[0], boundary)
+    expected = full_recompute(model64, gen.token_ids(branch))[-1]
+    assert torch.allclose(gen._paths[branch].logits, expected, atol=1e-5)
+    (out,) = gen.generate([branch], [8], SAMPLE, [])
+    assert gen.stats.since(before).prefill_tokens == 0
+    assert_matches_recompute(model64, gen.token_ids(branch), out)
+    # fork in the middle of a segment: one token is recomputed, results still exact
+    before = gen.stats.snapshot()
+    mid = gen.fork(kids[1], len(prompts[0]) + 3)
+    (out,) = gen.generate([mid], [6], SAMPLE, [])
+    assert gen.stats.since(before).prefill_tokens == 1
+    assert_matches_recompute(model64, gen.token_ids(mid), out)
+
+
+def test_batched_greedy_equals_one_path_at_a_time(model, tokenizer, prompts):
+    greedy = SamplingParams(temperature=0.0)
+    gen = HFGenerator(model, tokenizer)
+    batch = gen.generate([gen.add_path(p) for p in prompts], [15] * len(prompts), greedy, [])
+    for prompt, together in zip(prompts, batch, strict=True):
+        (alone,) = gen.generate([gen.add_path(prompt)], [15], greedy, [])
+        assert alone.token_ids == together.token_ids
+        assert alone.logprobs == pytest.approx(together.logprobs, abs=1e-5)
+
+
+def test_temperature_scales_the_recorded_distribution(model64, tokenizer, prompts):
+    gen = HFGenerator(model64, tokenizer)
+    path = gen.add_path(prompts[0])
+    (out,) = gen.generate([path], [10], SamplingParams(temperature=0.7), [])
+    assert_matches_recompute(model64, gen.token_ids(path), out, temperature=0.7)
+
+
+def test_stops_on_stop_string_eos_and_length(model, tokenizer, prompts):
+    gen = HFGenerator(model, tokenizer)
+    gen.seed(3)
+    paths = [gen.add_path(prompts[i % len(prompts)]) for i in range(24)]
+    outs = gen.generate(paths, [30] * len(paths), SAMPLE, ["</calc>", "</answer>"])
+    finishes = {o.finish for o in outs}
+    assert finishes == {"eos", "stop", "length"}, "the random tiny model hits every stop kind"
+    for out in outs:
+        text = tokenizer.decode(out.token_ids)
+        if out.finish == "stop":
+            assert text.endswith(out.stop_string) and text.count(out.stop_string) == 1
+        elif out.finish == "eos":
+            assert (
+                out.token_ids[-1] == tokenizer.eos_token_id
+                and tokenizer.eos_token_id not in out.token_ids[:-1]
+            )
+        else:
+            assert len(out.token_ids) == 30 and "</calc>" not in text and "</answer>" not in text
+
+
+def test_seed_reproduces_samples(model, tokenizer, prompts):
+    def sample(seed):
+        gen = HFGenerator(model, tokenizer)
+        gen.seed(seed)
+        return [o.token_ids for o in gen.generate([gen.add_path(p) for p in prompts], [20] * 4, SAMPLE, [])]
+
+    assert sample(5) == sample(5)
+    assert sample(5) != sample(6)
+
+
+def test_prefill_counts_each_prompt_token_once_across_forks(model, tokenizer, prompts):
+    gen = HFGenerator(model, tokenizer)
+    root = gen.add_path(prompts[0])
+    gen.prefill([root])
+    assert gen.stats.prefill_tokens == len(prompts[0])
+    kids = [gen.fork(root, len(prompts[0])) for _ in range(8)]
+    outs = gen.generate(kids, [5] * 8, SAMPLE, [])
+    assert gen.stats.prefill_tokens == len(prompts[0])
+    assert gen.stats.decode_tokens == sum(len(o.token_ids) - 1 for o in outs)
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    probs = torch.tensor([[0.5, 0.25, 0.125, 0.125]], dtype=torch.float64)
+    assert _top_p_filter(probs.clone(), 0.75).tolist() == [[0.5, 0.25, 0.0, 0.0]]
+    assert _top_p_filter(probs.clone(), 0.76).tolist() == [[0.5, 0.25, 0.125, 0.0]]
+    assert _top_p_filter(probs.clone(), 0.1).tolist() == [[0.5, 0.0, 0.0, 0.0]]
+    assert _top_p_filter(probs.clone(), 1.0).tolist() == probs.tolist()
+
+
+def test_sliding_window_models_are_rejected(tokenizer):
+    config = MistralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        sliding_window=16,
+    )
+    with pytest.raises(ValueError, match="full attention"):
+        HFGenerator(MistralForCausalLM(config), tokenizer)
+
+
+def test_bad_requests_fail_clearly(model, tokenizer, prompts):
+    gen = HFGenerator(model, tokenizer)
+    path = gen.add_path(prompts[0])
+    with pytest.raises(ValueError, match="outside path"):
+        gen.fork(path, len(prompts[0]) + 1)
+    with pytest.raises(ValueError, match="only once"):
+        gen.generate([path, path], [1, 1], SAMPLE, [])
+    gen.release(path)
+    with pytest.raises(KeyError, match="released"):
+        gen.generate([path], [1], SAMPLE, [])

@@ -1,0 +1,272 @@
+"""The tool loop and ARPO's branching, on tiny real models (random and tool-calling)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tokenizers import processors
+
+from arpo.core.tree import FinishReason, Origin, Role
+from arpo.engines.hf import HFGenerator
+from arpo.models.tiny import build_char_tokenizer
+from arpo.rollout import ArpoRollout, RolloutConfig, TokenCodec, _extract_call
+from arpo.tools import Calculator, Tool, ToolBox, ToolResult
+
+
+def make_config(**branching) -> RolloutConfig:
+    budget = branching.pop("budget", 40)
+    calls = branching.pop("calls", 3)
+    return RolloutConfig.model_validate(
+        {
+            "branching": {"entropy_window": 4, **branching},
+            "max_response_tokens": budget,
+            "max_tool_calls": calls,
+        }
+    )
+
+
+def rollout(model, tokenizer, prompts, config, seed=0, tools=None):
+    with ToolBox(tools or [Calculator()]) as box:
+        return ArpoRollout(HFGenerator(model, tokenizer), tokenizer, box, config).run(prompts, seed=seed)
+
+
+def decisions(batch):
+    return [n.decision for t in batch.trees for n in t.nodes if n.decision is not None]
+
+
+def started(tree, origin):
+    return sum(n.origin is origin for n in tree.nodes)
+
+
+@pytest.mark.parametrize(
+    ("m", "n", "z", "alpha", "beta", "rule", "seed"),
+    [
+        (1, 1, 1, 0.5, 0.2, "stochastic", 0),
+        (4, 1, 1, 0.5, 0.2, "stochastic", 1),
+        (4, 4, 1, 0.5, 0.2, "stochastic", 2),
+        (8, 2, 2, 0.9, 0.2, "stochastic", 3),
+        (8, 3, 3, 1.0, 0.0, "stochastic", 4),
+        (6, 2, 1, 0.0, 5.0, "stochastic", 5),
+        (8, 1, 4, 0.5, 1.0, "threshold", 6),
+        (5, 2, 2, 0.6, 0.2, "threshold", 7),
+        (16, 8, 1, 0.5, 0.2, "stochastic", 8),
+    ],
+)
+def test_every_prompt_gets_exactly_m_leaves(
+    model, tool_caller, tokenizer, prompts, m, n, z, alpha, beta, rule, seed
+):
+    config = make_config(
+        rollouts_per_prompt=m, initial_rollouts=n, branch_width=z, alpha=alpha, beta=beta, rule=rule
+    )
+    for policy in (model, tool_caller):
+        batch = rollout(policy, tokenizer, prompts[:3], config, seed=seed)
+        for tree in batch.trees:
+            leaves = tree.leaves()
+            assert len(leaves) == m
+            assert all(leaf.finish_reason is not None for leaf in leaves)
+            assert started(tree, Origin.INITIAL) == n
+            assert sum(n.origin is not None for n in tree.nodes) == m
+        assert batch.stats["leaves_per_prompt_min"] == batch.stats["leaves_per_prompt_max"] == m
+
+
+def test_alpha_beta_zero_never_branches(tool_caller, tokenizer, prompts):
+    batch = rollout(
+        tool_caller,
+        tokenizer,
+        prompts,
+        make_config(rollouts_per_prompt=6, initial_rollouts=2, alpha=0, beta=0),
+    )
+    assert decisions(batch), "the tool-calling model makes decisions at its tool results"
+    assert all(not d.branch and d.copies == 0 for d in decisions(batch))
+    for tree in batch.trees:
+        assert started(tree, Origin.BRANCH) == 0
+        assert started(tree, Origin.FILL) == 4
+
+
+def test_alpha_one_fills_the_budget_by_branching(tool_caller, tokenizer, prompts):
+    config = make_config(
+        rollouts_per_prompt=8, initial_rollouts=2, branch_width=2, alpha=1.0, beta=0.0, budget=60
+    )
+    batch = rollout(tool_caller, tokenizer, prompts, config)
+    for tree in batch.trees:
+        assert started(tree, Origin.FILL) == 0
+        assert started(tree, Origin.BRANCH) == 6
+        made = [n.decision for n in tree.nodes if n.decision is not None]
+        assert all(d.branch for d in made)
+        assert sum(d.copies for d in made) == 6
+        assert max(d.copies for d in made) == 2
+
+
+def test_threshold_mode_obeys_tau(tool_caller, tokenizer, prompts):
+    config = make_config(
+        rollouts_per_prompt=64, initial_rollouts=4, alpha=0.5, beta=20.0, rule="threshold", threshold=0.5
+    )
+    batch = rollout(tool_caller, tokenizer, prompts, config)
+    assert {d.branch for d in decisions(batch)} == {True, False}, "ΔH takes both signs on this model"
+    for tree in batch.trees:
+        full = sum(n.origin is not None for n in tree.nodes) == 64
+        for d in (n.decision for n in tree.nodes if n.decision is not None):
+            assert d.score == pytest.approx(0.5 + 20.0 * (d.h_after - d.h_init))
+            assert d.branch == (d.score > 0.5)
+            assert d.copies == (1 if d.branch else 0) or (d.branch and d.copies == 0 and full)
+
+
+def test_decision_uses_entropy_of_first_k_tokens_after_this_result(tool_caller, tokenizer, prompts):
+    k = 4
+    batch = rollout(
+        tool_caller,
+        tokenizer,
+        prompts,
+        make_config(rollouts_per_prompt=8, initial_rollouts=2, entropy_window=k),
+    )
+    for tree in batch.trees:
+        log_v = math.log(tree.vocab_size)
+        for tool in (n for n in tree.nodes if n.decision is not None):
+            continuation = next(c for c in tool.children if c.origin is None)
+            first = next(n for n in tool.path() if n.role is Role.MODEL)
+            assert tool.decision.h_after == pytest.approx(
+                sum(continuation.entropies[:k]) / len(continuation.entropies[:k]) / log_v
+            )
+            assert tool.decision.h_init == pytest.approx(
+                sum(first.entropies[:k]) / len(first.entropies[:k]) / log_v
+            )
+
+
+def test_trajectories_are_token_in_token_out_and_masks_exact(model64, tokenizer, prompts):
+    """Recorded log-probs equal a full recompute on each trajectory's ids: nothing was re-encoded."""
+    config = make_config(rollouts_per_prompt=6, initial_rollouts=2, alpha=0.8, budget=48)
+    batch = rollout(model64, tokenizer, prompts[:2], config, seed=3)
+    assert sum(len(t.tool_calls) for tree in batch.trees for t in tree.trajectories()) > 0
+    for tree in batch.trees:
+        for traj in tree.trajectories():
+            ids = traj.token_ids
+            assert ids == [t for node in traj.nodes for t in node.token_ids]
+            expected_mask = [int(node.role is Role.MODEL) for node in traj.nodes for _ in node.token_ids]
+            assert traj.loss_mask == expected_mask and len(ids) == len(traj.loss_mask)
+            assert traj.loss_mask[: traj.prompt_length] == [0] * traj.prompt_length
+            with torch.no_grad():
+                log_probs = torch.log_softmax(model64(torch.tensor([ids])).logits[0], dim=-1)
+            for pos, (m, lp) in enumerate(zip(traj.loss_mask, traj.sampled_logprobs, strict=True)):
+                if m:
+                    assert lp == pytest.approx(log_probs[pos - 1, ids[pos]].item(), abs=1e-5)
+
+
+def test_each_shared_token_is_computed_once(model, tool_caller, tokenizer, prompts):
+    config = make_config(rollouts_per_prompt=8, initial_rollouts=2, alpha=0.7)
+    for policy in (model, tool_caller):
+        batch = rollout(policy, tokenizer, prompts, config)
+        nodes = [n for t in batch.trees for n in t.nodes]
+        # prompts and tool results that were continued (with the call's last token) are prefilled once
+        prefill = sum(len(n.token_ids) for n in nodes if n.role is Role.PROMPT) + sum(
+            len(n.token_ids) + 1 for n in nodes if n.role is Role.TOOL and n.children
+        )
+        decode = sum(len(n.token_ids) - 1 for n in nodes if n.role is Role.MODEL and n.token_ids)
+        assert batch.stats["prefill_tokens"] == prefill
+        assert batch.stats["decode_tokens"] == decode
+        unique = sum(len(n.token_ids) for n in nodes)
+        flat = sum(len(t.token_ids) for tree in batch.trees for t in tree.trajectories())
+        assert prefill + decode < unique < flat
+
+
+def test_same_seed_same_trees(model, tokenizer, prompts):
+    def sampled(seed):
+        config = make_config(rollouts_per_prompt=8, initial_rollouts=3, alpha=0.6)
+        trees = [t.to_dict() for t in rollout(model, tokenizer, prompts, config, seed=seed).trees]
+        for node in (n for t in trees for n in t["nodes"] if "tool_call" in n):
+            del node["tool_call"]["latency_s"]  # wall time, the one thing a seed cannot fix
+        return trees
+
+    assert sampled(11) == sampled(11)
+    assert sampled(11) != sampled(12)
+
+
+def test_tool_call_limit_refuses_later_calls(tool_caller, tokenizer, prompts):
+    batch = rollout(
+        tool_caller,
+        tokenizer,
+        prompts,
+        make_config(rollouts_per_prompt=2, initial_rollouts=2, calls=2, budget=120),
+    )
+    refused = 0
+    for tree in batch.trees:
+        for traj in tree.trajectories():
+            statuses = [c.status for c in traj.tool_calls]
+            assert statuses[:2] == ["ok", "ok"], "the first two calls run (1+2 → 3)"
+            assert all(s == "limit" for s in statuses[2:])
+            refused += len(statuses[2:])
+            for node in traj.nodes:
+                if node.tool_call and node.tool_call.status == "limit":
+                    assert "limit (2) reached" in tokenizer.decode(
+                        node.token_ids
+                    ) or "<|unk|>" in tokenizer.decode(node.token_ids)
+    assert refused > 0
+
+
+class LongText(Tool):
+    tag = "calc"
+    description = "returns a long text"
+
+    def run(self, call: str) -> ToolResult:
+        return ToolResult("9" * 200)
+
+
+def test_budget_cuts_the_tool_result_and_ends_the_path(tool_caller, tokenizer, prompts):
+    budget = 50
+    batch = rollout(
+        tool_caller,
+        tokenizer,
+        prompts,
+        make_config(rollouts_per_prompt=3, initial_rollouts=3, budget=budget),
+        tools=[LongText()],
+    )
+    for tree in batch.trees:
+        for traj in tree.trajectories():
+            assert traj.response_length == budget
+            assert traj.leaf.role is Role.TOOL and traj.leaf.finish_reason is FinishReason.LENGTH
+            assert traj.leaf.tool_call.truncated
+
+
+def test_every_trajectory_respects_the_response_budget(model, tokenizer, prompts):
+    batch = rollout(
+        model,
+        tokenizer,
+        prompts,
+        make_config(rollouts_per_prompt=8, initial_rollouts=2, alpha=0.8, budget=30),
+    )
+    lengths = [t.response_length for tree in batch.trees for t in tree.trajectories()]
+    assert max(lengths) <= 30 and 30 in lengths
+
+
+def test_malformed_calls_are_reported_not_run(model, tokenizer, prompts):
+    assert _extract_call("think<calc>1+2</calc>", "calc") == "1+2"
+    assert _extract_call("<calc>9</calc> <calc>1+2</calc>", "calc") == "9"
+    assert _extract_call("a <calc>x<calc>3*3</calc>", "calc") == "3*3"
+    assert _extract_call("no open tag</calc>", "calc") is None
+    batch = rollout(model, tokenizer, prompts, make_config(rollouts_per_prompt=8, initial_rollouts=8))
+    seen = 0
+    for tree in batch.trees:
+        for node in (n for n in tree.nodes if n.role is Role.TOOL):
+            opened = "<calc>" in tokenizer.decode(node.parent.token_ids)
+            assert (node.tool_call.status == "error" and node.tool_call.call == "") or opened
+            seen += not opened
+    assert seen > 0
+
+
+def test_tool_results_are_encoded_alone_without_bos():
+    tok = build_char_tokenizer()
+    tok.bos_token = "<|pad|>"
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|pad|> $A", special_tokens=[("<|pad|>", tok.pad_token_id)]
+    )
+    assert tok.encode("12")[0] == tok.pad_token_id, "this tokenizer adds a BOS by default"
+    ids = TokenCodec(tok).encode_tool_text("<result>12</result>")
+    assert ids == [tok.convert_tokens_to_ids(t) for t in ["<result>", "1", "2", "</result>"]]
+
+
+def test_rollout_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="result_template"):
+        RolloutConfig(result_template="<result></result>")
+    with pytest.raises(ValueError, match="top_p"):
+        RolloutConfig(top_p=0)
