@@ -1,0 +1,28 @@
+"""Resolve user hooks given in configuration as ``"package.module:attribute"`` import paths."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+
+def import_object(path: str) -> Any:
+    """Import ``"package.module:attribute"`` (attribute may be dotted) and return the object.
+
+    Raises ValueError naming the path and what is wrong with it.
+    """
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"import path {path!r} must look like 'package.module:function'")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"import path {path!r}: cannot import module {module_name!r} ({error})") from error
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError as error:
+            raise ValueError(
+                f"import path {path!r}: {module_name!r} has no attribute {attribute!r}"
+            ) from error
+    return target
