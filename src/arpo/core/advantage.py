@@ -1,0 +1,155 @@
+"""Advantages on the rollout tree: group baselines, reward shaping and ARPO's attribution.
+
+One prompt's tree is one group of G trajectories with scalar rewards r_1..r_G.
+
+**Estimators** (per trajectory):
+
+* ``grpo`` (Shao et al. 2024, arXiv 2402.03300): A_i = (r_i − mean_g r) / (std_g r + ε), with the
+  unbiased (G−1) std as in verl; ``norm_by_std: false`` gives Dr. GRPO's A_i = r_i − mean_g r
+  (Liu et al. 2025, arXiv 2503.20783). A group of one has A_i = r_i (mean 0, std 1, as verl).
+* ``reinforce_pp`` (REINFORCE++-baseline, Hu et al. 2025, arXiv 2501.03262): subtract the group
+  mean, then normalise by the mean and std over the whole batch:
+  A_i = (a_i − mean_batch a) / (std_batch a + ε), a_i = r_i − mean_g r.
+
+**Reward shaping and filtering** (DAPO, Yu et al. 2025, arXiv 2503.14476):
+
+* overlong penalty (DAPO Eq. 13), added to the reward of a trajectory of response length L with
+  budget L_max and soft window L_cache:  0 if L ≤ L_max − L_cache;
+  ((L_max − L_cache) − L) / L_cache if L_max − L_cache < L ≤ L_max;  −1 beyond.
+* dynamic sampling: a group whose rewards are all equal has zero advantage everywhere and only
+  dilutes the batch; it is dropped (DAPO refills by oversampling; here the batch just shrinks).
+
+**Attribution** (ARPO, arXiv 2507.19849 §3.2), given A_i per trajectory, for the model tokens:
+
+* ``soft``: every trajectory carries its own A_i on each of its tokens, shared prefixes included
+  (a token shared by d trajectories appears d times, each with its trajectory's advantage). This
+  is what the authors train with (vanilla GRPO over the forked sequences).
+* ``hard``: a token of tree node n, shared by the d_n trajectories through n, carries the mean
+  Ā_n = (1/d_n) Σ_{i through n} A_i and is counted once: in the per-trajectory layout each of its
+  d_n copies gets advantage Ā_n and weight 1/d_n, so the copies sum to one term.
+
+Soft copies get weight 1. The loss multiplies each token term by its weight (:mod:`arpo.core.loss`).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from arpo.core.tree import Role, RolloutTree
+
+
+class OverlongConfig(BaseModel):
+    """DAPO's soft overlong punishment (Eq. 13)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_length: int = Field(..., ge=1, description="L_max: response length (tokens) that earns −1 beyond it.")
+    cache_length: int = Field(
+        ..., ge=1, description="L_cache: window before L_max where the penalty ramps to −1."
+    )
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> OverlongConfig:
+        if self.cache_length > self.max_length:
+            raise ValueError(f"cache_length ({self.cache_length}) must be <= max_length ({self.max_length})")
+        return self
+
+
+class AdvantageConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    estimator: Literal["grpo", "reinforce_pp"] = Field(
+        "grpo", description="grpo: group-normalised; reinforce_pp: group baseline, batch-normalised."
+    )
+    norm_by_std: bool = Field(True, description="GRPO: divide by the group std (false = Dr. GRPO).")
+    eps: float = Field(1e-6, ge=0, description="ε added to the std.")
+    attribution: Literal["soft", "hard"] = Field(
+        "soft",
+        description="soft: own advantage on every token; hard: shared tokens get the mean, counted once.",
+    )
+    dynamic_sampling: bool = Field(False, description="DAPO: drop groups whose rewards are all equal.")
+    overlong: OverlongConfig | None = Field(None, description="DAPO overlong penalty; off when unset.")
+
+
+def overlong_penalty(length: int, config: OverlongConfig) -> float:
+    """DAPO Eq. 13 for a response of ``length`` tokens."""
+    soft_start = config.max_length - config.cache_length
+    if length <= soft_start:
+        return 0.0
+    if length <= config.max_length:
+        return (soft_start - length) / config.cache_length
+    return -1.0
+
+
+def has_signal(rewards: Sequence[float]) -> bool:
+    """Whether a group's rewards differ (dynamic sampling keeps only such groups)."""
+    return len(set(rewards)) > 1
+
+
+def _std(values: Sequence[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 1.0
+
+
+def _normalise(values: Sequence[float], std: float, eps: float) -> list[float]:
+    """values / (std + ε); a zero std means the values are all 0 (centred) and stay 0."""
+    return [v / (std + eps) if std + eps > 0 else 0.0 for v in values]
+
+
+def group_advantages(groups: Sequence[Sequence[float]], config: AdvantageConfig) -> list[list[float]]:
+    """Per-trajectory advantages for each group of rewards (module docstring formulas)."""
+    centred = [[r - (statistics.fmean(g) if len(g) > 1 else 0.0) for r in g] for g in groups]
+    if config.estimator == "grpo":
+        if not config.norm_by_std:
+            return centred
+        return [_normalise(c, _std(g), config.eps) for g, c in zip(groups, centred, strict=True)]
+    flat = [a for c in centred for a in c]
+    mean, std = statistics.fmean(flat), _std(flat)
+    return [_normalise([a - mean for a in c], std, config.eps) for c in centred]
+
+
+@dataclass(frozen=True)
+class TokenAdvantages:
+    """Per-token advantage and weight of one trajectory, aligned with its token ids (0 off-mask)."""
+
+    advantages: list[float]
+    weights: list[float]
+
+
+def attribute(
+    tree: RolloutTree, leaf_advantages: Sequence[float], mode: Literal["soft", "hard"]
+) -> list[TokenAdvantages]:
+    """Token advantages for each trajectory of ``tree`` (in ``tree.trajectories()`` order)."""
+    trajectories = tree.trajectories()
+    if len(leaf_advantages) != len(trajectories):
+        raise ValueError(f"{len(leaf_advantages)} advantages for a tree of {len(trajectories)} trajectories")
+    node_mean: dict[int, float] = {}
+    node_count: dict[int, int] = {}
+    if mode == "hard":
+        totals: dict[int, float] = {}
+        for traj, adv in zip(trajectories, leaf_advantages, strict=True):
+            for node in traj.nodes:
+                totals[node.id] = totals.get(node.id, 0.0) + adv
+                node_count[node.id] = node_count.get(node.id, 0) + 1
+        node_mean = {nid: totals[nid] / node_count[nid] for nid in totals}
+    out = []
+    for traj, adv in zip(trajectories, leaf_advantages, strict=True):
+        advantages: list[float] = []
+        weights: list[float] = []
+        for node in traj.nodes:
+            n = len(node.token_ids)
+            if node.role is not Role.MODEL:
+                advantages += [0.0] * n
+                weights += [0.0] * n
+            elif mode == "soft":
+                advantages += [adv] * n
+                weights += [1.0] * n
+            else:
+                advantages += [node_mean[node.id]] * n
+                weights += [1.0 / node_count[node.id]] * n
+        out.append(TokenAdvantages(advantages, weights))
+    return out

@@ -1,0 +1,137 @@
+"""The policy loss: clipped policy gradient, aggregation, KL and entropy terms (token tensors only).
+
+Per token t of trajectory i, with ratio ρ = exp(log π_θ − log π_old) and advantage A:
+
+    ℓ = max(−A·ρ, −A·clip(ρ, 1 − ε_low, 1 + ε_high))          PPO clip (Schulman et al. 2017)
+    ℓ = min(ℓ, −c·A)   when A < 0                             dual clip, c > 1 (Ye et al. 2020,
+                                                               arXiv 1912.09729)
+
+``clip_high > clip_low`` is DAPO's clip-higher (arXiv 2503.14476). The batch loss is a weighted sum
+
+    L = Σ_{i,t} s_{i,t} · (ℓ_{i,t} + β_KL·KL_{i,t} − β_H·H_{i,t})
+
+where the *scale* s = c·w combines the token's attribution weight w (1, or 1/d for ``hard``
+attribution, :mod:`arpo.core.advantage`; 0 on prompt, tool-result and padding tokens, which
+therefore never contribute) with the aggregation coefficient c of its mini-batch:
+
+* ``token-mean``: c = 1 / Σ_{i,t} w_{i,t} — mean over (weighted) tokens (verl's default; DAPO).
+* ``seq-mean-token-mean``: c_i = 1 / (G · n_i) — mean over each sequence's n_i loss tokens, then
+  over the G sequences (GRPO as written by Shao et al. 2024).
+* ``seq-mean-token-sum``: c_i = 1 / G — token sums averaged over sequences (Dr. GRPO, Liu et al.
+  2025, arXiv 2503.20783, which removes the length normaliser).
+
+Coefficients are computed once per mini-batch (:func:`token_scale`) and passed to every
+micro-batch, so gradient accumulation gives exactly the mini-batch loss.
+
+KL to a frozen reference, with δ = log π_ref − log π_θ: ``k1`` = −δ; ``k3`` = e^δ − δ − 1
+(Schulman 2020, "Approximating KL divergence"; unbiased, always ≥ 0, verl's ``low_var_kl``).
+The entropy bonus uses the exact entropy of the learner's distribution at each token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
+
+
+class PolicyLossConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    clip_low: float = Field(0.2, ge=0, lt=1, description="ε_low: ratios below 1−ε_low are clipped.")
+    clip_high: float = Field(0.2, ge=0, description="ε_high: ratios above 1+ε_high are clipped (DAPO: 0.28).")
+    dual_clip: float | None = Field(
+        3.0, gt=1, description="c: bound −c·A on the loss of A<0 tokens; null = off."
+    )
+    aggregation: Aggregation = Field(
+        "token-mean", description="How token terms are averaged (module docstring)."
+    )
+    kl_coef: float = Field(
+        0.0, ge=0, description="β_KL: weight of the KL to the frozen reference (0 = no reference)."
+    )
+    kl_estimator: Literal["k1", "k3"] = Field("k3", description="KL estimator per token.")
+    entropy_coef: float = Field(0.0, ge=0, description="β_H: entropy bonus weight.")
+
+
+def token_scale(weights: torch.Tensor, aggregation: Aggregation) -> torch.Tensor:
+    """Scale s = c·w for a mini-batch of ``weights`` ``[B, T]`` (0 off the loss mask)."""
+    in_loss = weights > 0
+    if aggregation == "token-mean":
+        total = weights.sum()
+        return weights / total if total > 0 else torch.zeros_like(weights)
+    lengths = in_loss.sum(dim=1, keepdim=True)
+    sequences = (lengths > 0).sum()
+    if sequences == 0:
+        return torch.zeros_like(weights)
+    if aggregation == "seq-mean-token-mean":
+        return weights / (lengths.clamp(min=1) * sequences)
+    return weights / sequences
+
+
+def clipped_pg_terms(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, config: PolicyLossConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token clipped loss ℓ and a mask of tokens whose gradient the clip removed."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - config.clip_low, 1 + config.clip_high)
+    loss = torch.maximum(unclipped, clipped)
+    was_clipped = clipped > unclipped
+    if config.dual_clip is not None:
+        bound = -config.dual_clip * advantages
+        dual = (advantages < 0) & (loss > bound)
+        loss = torch.where(dual, bound, loss)
+        was_clipped = was_clipped | dual
+    return loss, was_clipped
+
+
+def kl_terms(
+    logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: Literal["k1", "k3"]
+) -> torch.Tensor:
+    delta = ref_logprobs - logprobs
+    if estimator == "k1":
+        return -delta
+    return torch.exp(delta) - delta - 1
+
+
+@dataclass
+class LossParts:
+    loss: torch.Tensor
+    pg_loss: torch.Tensor
+    clip_fraction: torch.Tensor
+    kl: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    scale: torch.Tensor,
+    config: PolicyLossConfig,
+    ref_logprobs: torch.Tensor | None = None,
+    entropies: torch.Tensor | None = None,
+) -> LossParts:
+    """L = Σ s·(ℓ + β_KL·KL − β_H·H) over the given tokens (module docstring)."""
+    pg, was_clipped = clipped_pg_terms(logprobs, old_logprobs, advantages, config)
+    pg_loss = (scale * pg).sum()
+    parts = LossParts(
+        loss=pg_loss, pg_loss=pg_loss.detach(), clip_fraction=(scale * was_clipped).sum().detach()
+    )
+    if config.kl_coef > 0:
+        if ref_logprobs is None:
+            raise ValueError("kl_coef > 0 needs reference log-probs")
+        kl = (scale * kl_terms(logprobs, ref_logprobs, config.kl_estimator)).sum()
+        parts.loss = parts.loss + config.kl_coef * kl
+        parts.kl = kl.detach()
+    if config.entropy_coef > 0:
+        if entropies is None:
+            raise ValueError("entropy_coef > 0 needs the learner's token entropies")
+        entropy = (scale * entropies).sum()
+        parts.loss = parts.loss - config.entropy_coef * entropy
+        parts.entropy = entropy.detach()
+    return parts

@@ -1,0 +1,1 @@
+"""Training: the learner-side batch, log-probs, optimisation, checkpoints and the RL/SFT loops."""

@@ -1,0 +1,138 @@
+"""What every training loop shares: accelerate set-up, the step loop, metrics, checkpoints, resume.
+
+A subclass provides ``train_step() -> metrics`` and uses ``self.model`` (wrapped by accelerate),
+``self.policy`` (the plain module, e.g. for generation and saving), ``self.optimizer``,
+``self.scheduler`` (stepped once per training step by the loop) and ``self.sampler`` (the task
+or example order). The loop logs each step to :class:`MetricsLogger`, shows a progress bar and
+checkpoints every ``save_every`` steps and at the end; :meth:`resume` restores the full state so
+a resumed run continues exactly where the checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from accelerate import Accelerator
+from pydantic import BaseModel, ConfigDict, Field
+
+from arpo.train.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
+from arpo.train.metrics_log import LoggingConfig, MetricsLogger
+from arpo.train.optim import OptimConfig, build_optimizer
+from arpo.train.progress import StepProgress
+from arpo.train.sampler import TaskSampler
+
+
+class LoopConfig(BaseModel):
+    """Settings every training loop has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(100, ge=1, description="Training steps.")
+    seed: int = Field(0, description="Seeds the data order (and, for RL, rollouts and branching).")
+    micro_batch_size: int = Field(8, ge=1, description="Rows per forward/backward (gradient accumulation).")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision.")
+    save_every: int = Field(50, ge=1, description="Checkpoint every this many steps (and at the end).")
+    keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+class TrainLoop:
+    label = "train"
+
+    def __init__(
+        self, config: LoopConfig, model: torch.nn.Module, tokenizer: Any, run_dir: Path, num_examples: int
+    ) -> None:
+        self.loop_config = config
+        self.tokenizer = tokenizer
+        self.run_dir = Path(run_dir)
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        optimizer, self.scheduler = build_optimizer(model.parameters(), config.optim, config.steps)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.policy = self.accelerator.unwrap_model(self.model)
+        self.sampler = TaskSampler(num_examples, config.seed)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.step = 0
+
+    def train_step(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # ----- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": rng_state(),
+            "config": self.loop_config.model_dump(mode="json"),
+        }
+
+    def resume(self) -> Path | None:
+        """Restore optimizer, schedule, data position and RNG from the latest checkpoint, if any.
+
+        The model weights must already have been loaded from that checkpoint's folder.
+        """
+        checkpoint = latest_checkpoint(self.run_dir)
+        if checkpoint is None:
+            return None
+        state = load_state(checkpoint)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        self.step = state["step"]
+        return checkpoint
+
+    def save(self) -> Path:
+        keep = self.loop_config.keep_checkpoints
+        return save_checkpoint(self.run_dir, self.step, self.policy, self.tokenizer, self.state_dict(), keep)
+
+    # ----- the loop ----------------------------------------------------------------------------
+    def train(self, on_step: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+        """Run from the current step to ``config.steps``; returns the metrics of the steps run."""
+        cfg = self.loop_config
+        logger = MetricsLogger(self.run_dir, cfg.logging, resume_step=self.step)
+        history = []
+        try:
+            main = self.accelerator.is_main_process
+            with StepProgress(cfg.steps, self.step, enabled=main, label=self.label) as bar:
+                while self.step < cfg.steps:
+                    metrics = self.train_step()
+                    with warnings.catch_warnings():  # a step may legitimately skip the update
+                        warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+                        self.scheduler.step()
+                    self.step += 1
+                    metrics["lr"] = self.scheduler.get_last_lr()[0]
+                    logger.log(self.step, metrics)
+                    history.append({"step": self.step, **metrics})
+                    bar.update(self.step, metrics)
+                    if self.step % cfg.save_every == 0 or self.step == cfg.steps:
+                        self.save()
+                    if on_step is not None:
+                        on_step(self.step, metrics)
+        finally:
+            logger.close()
+        return history
+
+    def micro_step(self, last: bool) -> AbstractContextManager[Any]:
+        """Context for one micro-batch's forward and backward: gradients are synchronised
+        across processes only on the ``last`` micro-batch of an optimizer step."""
+        return nullcontext() if last else self.accelerator.no_sync(self.model)
+
+    def clip_and_step(self) -> float:
+        """Clip the accumulated gradient (if configured), apply it, clear it; returns its norm."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clip = self.loop_config.optim.grad_clip
+        if clip is not None:
+            norm = float(self.accelerator.clip_grad_norm_(params, clip))
+        else:
+            norm = float(torch.norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm

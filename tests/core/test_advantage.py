@@ -1,0 +1,81 @@
+import statistics
+
+import pytest
+from pydantic import ValidationError
+
+from arpo.core.advantage import (
+    AdvantageConfig,
+    OverlongConfig,
+    attribute,
+    group_advantages,
+    has_signal,
+    overlong_penalty,
+)
+from arpo.core.tree import FinishReason, Origin, RolloutTree, ToolCall
+
+
+def test_grpo_normalises_within_each_group_with_unbiased_std():
+    cfg = AdvantageConfig(eps=0.0)
+    (adv,) = group_advantages([[1.0, 0.0, 0.0, 1.0]], cfg)
+    std = statistics.stdev([1, 0, 0, 1])  # 0.5774
+    assert adv == pytest.approx([0.5 / std, -0.5 / std, -0.5 / std, 0.5 / std])
+    assert group_advantages([[2.0, 0.0]], AdvantageConfig(norm_by_std=False)) == [[1.0, -1.0]]
+    assert group_advantages([[0.7]], cfg) == [[0.7]], "a group of one: mean 0, std 1"
+    assert group_advantages([[0.3, 0.3]], AdvantageConfig()) == [[0.0, 0.0]]
+
+
+def test_reinforce_pp_uses_group_baseline_then_batch_statistics():
+    cfg = AdvantageConfig(estimator="reinforce_pp", eps=0.0)
+    groups = [[1.0, 0.0], [3.0, 1.0, 2.0]]
+    centred = [0.5, -0.5, 1.0, -1.0, 0.0]
+    mean, std = statistics.fmean(centred), statistics.stdev(centred)
+    flat = [a for g in group_advantages(groups, cfg) for a in g]
+    assert flat == pytest.approx([(a - mean) / std for a in centred])
+
+
+def test_overlong_penalty_follows_dapo_eq_13():
+    cfg = OverlongConfig(max_length=100, cache_length=20)
+    assert overlong_penalty(80, cfg) == 0.0
+    assert overlong_penalty(90, cfg) == pytest.approx(-0.5)
+    assert overlong_penalty(100, cfg) == pytest.approx(-1.0)
+    assert overlong_penalty(101, cfg) == -1.0
+    with pytest.raises(ValidationError, match="cache_length"):
+        OverlongConfig(max_length=10, cache_length=20)
+
+
+def test_dynamic_sampling_signal():
+    assert not has_signal([1.0, 1.0, 1.0])
+    assert not has_signal([0.0])
+    assert has_signal([1.0, 0.0, 1.0])
+
+
+def hand_tree() -> RolloutTree:
+    """prompt → a[10,11] → tool[50] → c[12] | d[13,14];  prompt → b[20]. Leaves in order c, d, b."""
+    tree = RolloutTree([1, 2], vocab_size=32)
+    a = tree.add_model(tree.root, Origin.INITIAL)
+    a.append([10, 11], [0.0, 0.0], [0.0, 0.0])
+    tool = tree.add_tool(a, [50], ToolCall("calc", "", "ok"))
+    for ids, origin in (([12], None), ([13, 14], Origin.BRANCH)):
+        node = tree.add_model(tool, origin)
+        node.append(ids, [0.0] * len(ids), [0.0] * len(ids))
+        node.finish_reason = FinishReason.ANSWER
+    b = tree.add_model(tree.root, Origin.INITIAL)
+    b.append([20], [0.0], [0.0])
+    b.finish_reason = FinishReason.EOS
+    return tree
+
+
+def test_soft_attribution_gives_each_trajectory_its_own_advantage():
+    c, d, b = attribute(hand_tree(), [1.0, -1.0, 0.5], "soft")
+    assert c.advantages == [0, 0, 1, 1, 0, 1] and c.weights == [0, 0, 1, 1, 0, 1]
+    assert d.advantages == [0, 0, -1, -1, 0, -1, -1] and d.weights == [0, 0, 1, 1, 0, 1, 1]
+    assert b.advantages == [0, 0, 0.5] and b.weights == [0, 0, 1]
+
+
+def test_hard_attribution_averages_shared_tokens_and_counts_them_once():
+    c, d, b = attribute(hand_tree(), [1.0, -0.5, 0.5], "hard")
+    assert c.advantages == [0, 0, 0.25, 0.25, 0, 1] and c.weights == [0, 0, 0.5, 0.5, 0, 1]
+    assert d.advantages == [0, 0, 0.25, 0.25, 0, -0.5, -0.5] and d.weights == [0, 0, 0.5, 0.5, 0, 1, 1]
+    assert b.advantages == [0, 0, 0.5] and b.weights == [0, 0, 1]
+    with pytest.raises(ValueError, match="3 trajectories"):
+        attribute(hand_tree(), [1.0], "hard")

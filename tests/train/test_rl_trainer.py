@@ -1,0 +1,118 @@
+"""A real RL step on a tiny model, and exact resume from a checkpoint."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from arpo.models.tiny import build_tiny_llama
+from arpo.tools import Calculator, ToolBox
+from arpo.train.checkpoint import latest_checkpoint
+from arpo.train.metrics_log import read_metrics
+from arpo.train.rl import RLConfig, RLTrainer
+from tests.train.helpers import arithmetic_tasks, count_ones
+
+
+def rl_config(**overrides) -> RLConfig:
+    base = {
+        "steps": 4,
+        "prompts_per_step": 2,
+        "micro_batch_size": 3,
+        "save_every": 2,
+        "rollout": {
+            "branching": {"rollouts_per_prompt": 4, "initial_rollouts": 2, "entropy_window": 4, "alpha": 0.8},
+            "max_response_tokens": 24,
+        },
+        "optim": {"lr": 1e-2},
+        "logging": {"tensorboard": False},
+    }
+    for key, value in overrides.items():
+        base[key] = value
+    return RLConfig.model_validate(base)
+
+
+def train(model, tokenizer, run_dir, config, on_step=None):
+    with ToolBox([Calculator()]) as tools:
+        trainer = RLTrainer(config, model, tokenizer, arithmetic_tasks(), tools, count_ones, run_dir)
+        trainer.resume()
+        return trainer.train(on_step)
+
+
+def without_time(history):
+    return [{k: v for k, v in m.items() if not k.startswith("time/")} for m in history]
+
+
+@pytest.mark.parametrize("attribution", ["soft", "hard"])
+def test_one_step_changes_every_parameter(tokenizer, tmp_path, attribution):
+    model = build_tiny_llama(tokenizer, seed=0)
+    before = copy.deepcopy(model.state_dict())
+    config = rl_config(steps=1, advantage={"attribution": attribution})
+    (metrics,) = train(model, tokenizer, tmp_path, config)
+    unchanged = [name for name, value in model.state_dict().items() if torch.equal(value, before[name])]
+    assert not unchanged
+    assert metrics["rollout/trajectories"] == 8 and metrics["reward/std"] > 0
+    assert metrics["grad_norm"] > 0
+
+
+def test_dynamic_sampling_drops_zero_variance_groups(tokenizer, tmp_path, monkeypatch):
+    model = build_tiny_llama(tokenizer, seed=0)
+    before = copy.deepcopy(model.state_dict())
+    config = rl_config(steps=1, advantage={"dynamic_sampling": True})
+    with ToolBox([Calculator()]) as tools:
+        trainer = RLTrainer(
+            config, model, tokenizer, arithmetic_tasks(), tools, lambda s: count_ones(s.__class__(
+                "", s.tool_calls, s.ground_truths, s.answer_type, s.finish_reason)), tmp_path
+        )
+        (metrics,) = trainer.train()
+    assert metrics["reward/groups_kept"] == 0
+    assert "loss/policy" not in metrics
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_resume_continues_exactly(tokenizer, tmp_path):
+    config = rl_config()
+    straight = train(build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path / "a", config)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(step, metrics):
+        if step == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path / "b", config, kill_after_two)
+    checkpoint = latest_checkpoint(tmp_path / "b")
+    assert checkpoint is not None and checkpoint.name == "step-00000002"
+    model = AutoModelForCausalLM.from_pretrained(checkpoint)
+    resumed = train(model, AutoTokenizer.from_pretrained(checkpoint), tmp_path / "b", config)
+    assert [m["step"] for m in resumed] == [3, 4]
+    for got, expected in zip(without_time(resumed), without_time(straight[2:]), strict=True):
+        assert got == pytest.approx(expected)
+    final_a = AutoModelForCausalLM.from_pretrained(latest_checkpoint(tmp_path / "a")).state_dict()
+    for name, value in model.state_dict().items():
+        assert torch.allclose(value, final_a[name], atol=1e-7), name
+    assert [m["step"] for m in read_metrics(tmp_path / "b")] == [1, 2, 3, 4]
+
+
+def test_kl_needs_a_reference(tokenizer, tmp_path):
+    with ToolBox([Calculator()]) as tools, pytest.raises(ValueError, match="reference"):
+        RLTrainer(
+            rl_config(loss={"kl_coef": 0.1}), build_tiny_llama(tokenizer), tokenizer,
+            arithmetic_tasks(), tools, count_ones, tmp_path,
+        )
+
+
+def test_kl_and_entropy_terms_are_reported(tokenizer, tmp_path):
+    reference = build_tiny_llama(tokenizer, seed=0)
+    config = rl_config(steps=1, ppo_epochs=2, loss={"kl_coef": 0.1, "entropy_coef": 0.01})
+    with ToolBox([Calculator()]) as tools:
+        trainer = RLTrainer(
+            config, build_tiny_llama(tokenizer, seed=0), tokenizer, arithmetic_tasks(), tools, count_ones, tmp_path,
+            reference=reference,
+        )
+        (metrics,) = trainer.train()
+    assert metrics["loss/kl"] >= 0 and metrics["loss/entropy"] > 0
