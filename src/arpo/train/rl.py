@@ -22,6 +22,7 @@ an update. Placement and mixed precision come from ``accelerate``.
 
 from __future__ import annotations
 
+import logging
 import random
 import statistics
 import time
@@ -34,18 +35,20 @@ import torch
 from pydantic import Field
 
 from arpo.core.advantage import AdvantageConfig, attribute, group_advantages, has_signal, overlong_penalty
-from arpo.core.loss import PolicyLossConfig, policy_loss, token_scale
+from arpo.core.loss import PolicyLossConfig, policy_loss
 from arpo.core.rewards import RewardInput, RewardResult
 from arpo.core.tree import RolloutTree
 from arpo.engines.hf import HFGenerator
 from arpo.rollout import ArpoRollout, RolloutConfig, render_prompt
 from arpo.tasks.record import Task
 from arpo.tools import ToolBox, ToolStatus
-from arpo.train.batching import LearnerRow, PaddedBatch, micro_batches, pad_rows
-from arpo.train.logprobs import token_logprobs
+from arpo.train.batching import LearnerRow
+from arpo.train.layout import MiniBatch, Packing, build_minibatch
 from arpo.train.loop import LoopConfig, TrainLoop
+from arpo.train.packing import tree_packing_unsupported
 
 RewardFn = Callable[[RewardInput], RewardResult]
+logger = logging.getLogger(__name__)
 
 
 class RLConfig(LoopConfig):
@@ -57,6 +60,10 @@ class RLConfig(LoopConfig):
         None, ge=1, description="Trees per optimizer step; null = all (one optimizer step per epoch)."
     )
     ppo_epochs: int = Field(1, ge=1, description="Passes over each rollout batch.")
+    packing: Packing = Field(
+        "tree", description="tree: each shared token computed once (exact); flat: one row per trajectory."
+    )
+    pack_tokens: int = Field(4096, ge=1, description="Unique tokens per packed row (trees are never split).")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     advantage: AdvantageConfig = Field(default_factory=AdvantageConfig)
     loss: PolicyLossConfig = Field(default_factory=PolicyLossConfig)
@@ -64,7 +71,10 @@ class RLConfig(LoopConfig):
 
 @dataclass
 class _Scored:
+    trees: dict[int, RolloutTree]
+    """Kept groups' trees, by group index."""
     rows: list[LearnerRow]
+    rows_by_group: dict[int, list[int]]
     metrics: dict[str, float]
 
 
@@ -93,6 +103,10 @@ class RLTrainer(TrainLoop):
         self.reward_fn = reward_fn
         self.reference = reference.to(self.accelerator.device).eval() if reference is not None else None
         self.rollout = ArpoRollout(HFGenerator(self.policy, tokenizer), tokenizer, tools, config.rollout)
+        self.packing: Packing = config.packing
+        if config.packing == "tree" and (reason := tree_packing_unsupported(self.policy)) is not None:
+            logger.warning("packing: tree is not available (%s); falling back to flat", reason)
+            self.packing = "flat"
 
     def train_step(self) -> dict[str, Any]:
         cfg = self.config
@@ -107,7 +121,7 @@ class RLTrainer(TrainLoop):
         )
         rollout_time = time.perf_counter() - started
         scored = self._score(batch.trees, tasks)
-        update = self._update(scored.rows) if scored.rows else {}
+        update = self._update(scored) if scored.rows else {}
         stats = {k: v for k, v in batch.stats.items() if isinstance(v, int | float) and v is not None}
         return {
             **scored.metrics,
@@ -137,10 +151,12 @@ class RLTrainer(TrainLoop):
             groups.append(rewards)
         kept = [i for i, g in enumerate(groups) if not cfg.dynamic_sampling or has_signal(g)]
         advantages = group_advantages([groups[i] for i in kept], cfg)
-        rows = []
+        rows: list[LearnerRow] = []
+        rows_by_group: dict[int, list[int]] = {}
         for g, adv in zip(kept, advantages, strict=True):
             tree = trees[g]
             for traj, tokens in zip(tree.trajectories(), attribute(tree, adv, cfg.attribution), strict=True):
+                rows_by_group.setdefault(g, []).append(len(rows))
                 rows.append(LearnerRow(traj.token_ids, tokens.weights, tokens.advantages, group=g))
         flat = [r for g in groups for r in g]
         metrics = {
@@ -150,26 +166,47 @@ class RLTrainer(TrainLoop):
             "reward/format_ok": statistics.fmean(float(r.format_ok) for r in results),
             "reward/groups_kept": float(len(kept)),
         }
-        return _Scored(rows, metrics)
+        return _Scored({g: trees[g] for g in kept}, rows, rows_by_group, metrics)
 
     # ----- the update ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def _logprobs(self, model: torch.nn.Module, batch: PaddedBatch) -> torch.Tensor:
-        out = []
-        for micro in micro_batches(len(batch), self.config.micro_batch_size):
-            part = batch.rows(micro)
-            with self.accelerator.autocast():
-                out.append(token_logprobs(model, part.input_ids, part.attention_mask)[0].float())
-        return torch.cat(out)
-
-    def _update(self, rows: list[LearnerRow]) -> dict[str, float]:
+    def _layout(self, groups: list[int], scored: _Scored) -> tuple[MiniBatch, list[int]]:
+        """Layout of the given groups' trajectories, and their rows' indices in ``scored.rows``."""
         cfg = self.config
-        device = self.accelerator.device
-        groups = sorted({r.group for r in rows})
-        by_group = {g: [r for r in rows if r.group == g] for g in groups}
-        old = {g: self._logprobs(self.model, pad_rows(by_group[g], self.pad_id, device)) for g in groups}
+        index = [i for g in groups for i in scored.rows_by_group[g]]
+        batch = build_minibatch(
+            [scored.trees[g] for g in groups],
+            [scored.rows[i] for i in index],
+            aggregation=cfg.loss.aggregation,
+            packing=self.packing,
+            micro_batch_size=cfg.micro_batch_size,
+            pack_tokens=cfg.pack_tokens,
+            pad_id=self.pad_id,
+            dtype=next(self.policy.parameters()).dtype,
+            device=self.accelerator.device,
+        )
+        return batch, index
+
+    @torch.no_grad()
+    def _copy_logprobs(
+        self, model: torch.nn.Module, batch: MiniBatch, index: list[int], shape: tuple[int, int]
+    ) -> torch.Tensor:
+        """Log-probs of every copy of ``batch`` under ``model``, on the ``[rows, tokens]`` grid."""
+        grid = torch.zeros(shape, device=self.accelerator.device)
+        rows = torch.tensor(index, device=self.accelerator.device)
+        for unit in batch.units:
+            with self.accelerator.autocast():
+                logprobs, _ = unit.logprobs(model)
+            grid[rows[batch.copy_rows[unit.copies]], batch.copy_cols[unit.copies]] = logprobs.float()
+        return grid
+
+    def _update(self, scored: _Scored) -> dict[str, float]:
+        cfg = self.config
+        groups = sorted(scored.rows_by_group)
+        shape = (len(scored.rows), max(len(r.token_ids) for r in scored.rows))
+        everything, index = self._layout(groups, scored)
+        old = self._copy_logprobs(self.model, everything, index, shape)
         ref = (
-            {g: self._logprobs(self.reference, pad_rows(by_group[g], self.pad_id, device)) for g in groups}
+            self._copy_logprobs(self.reference, everything, index, shape)
             if self.reference is not None
             else None
         )
@@ -181,40 +218,31 @@ class RLTrainer(TrainLoop):
             shuffled = list(groups)
             order_rng.shuffle(shuffled)
             for start in range(0, len(shuffled), size):
-                chosen = shuffled[start : start + size]
-                for key, value in self._optimizer_step(chosen, by_group, old, ref).items():
+                batch, index = self._layout(sorted(shuffled[start : start + size]), scored)
+                for key, value in self._optimizer_step(batch, index, old, ref).items():
                     sums.setdefault(key, []).append(value)
-        return {key: statistics.fmean(values) for key, values in sums.items()}
+        metrics = {key: statistics.fmean(values) for key, values in sums.items()}
+        metrics["train/tokens_forwarded"] = float(everything.tokens_forwarded)
+        return metrics
 
     def _optimizer_step(
-        self,
-        chosen: list[int],
-        by_group: dict[int, list[LearnerRow]],
-        old: dict[int, torch.Tensor],
-        ref: dict[int, torch.Tensor] | None,
+        self, batch: MiniBatch, index: list[int], old: torch.Tensor, ref: torch.Tensor | None
     ) -> dict[str, float]:
-        cfg, device = self.config, self.accelerator.device
-        rows = [r for g in chosen for r in by_group[g]]
-        batch = pad_rows(rows, self.pad_id, device)
-        width = batch.input_ids.shape[1]
-        old_lp = _stack_padded([old[g] for g in chosen], width)
-        ref_lp = _stack_padded([ref[g] for g in chosen], width) if ref is not None else None
-        scale = token_scale(batch.weights, cfg.loss.aggregation)
+        cfg = self.config
+        rows = torch.tensor(index, device=self.accelerator.device)
         totals = {"loss/policy": 0.0, "loss/clip_fraction": 0.0, "loss/kl": 0.0, "loss/entropy": 0.0}
-        slices = list(micro_batches(len(batch), cfg.micro_batch_size))
-        for i, micro in enumerate(slices):
-            part = batch.rows(micro)
-            with self.micro_step(last=i == len(slices) - 1), self.accelerator.autocast():
-                logprobs, entropies = token_logprobs(
-                    self.model, part.input_ids, part.attention_mask, with_entropy=cfg.loss.entropy_coef > 0
-                )
+        for i, unit in enumerate(batch.units):
+            copy_rows = rows[batch.copy_rows[unit.copies]]
+            copy_cols = batch.copy_cols[unit.copies]
+            with self.micro_step(last=i == len(batch.units) - 1), self.accelerator.autocast():
+                logprobs, entropies = unit.logprobs(self.model, with_entropy=cfg.loss.entropy_coef > 0)
                 parts = policy_loss(
                     logprobs.float(),
-                    old_lp[micro],
-                    part.advantages,
-                    scale[micro],
+                    old[copy_rows, copy_cols],
+                    batch.advantages[unit.copies],
+                    batch.scale[unit.copies],
                     cfg.loss,
-                    ref_logprobs=ref_lp[micro] if ref_lp is not None else None,
+                    ref_logprobs=ref[copy_rows, copy_cols] if ref is not None else None,
                     entropies=entropies,
                 )
                 self.accelerator.backward(parts.loss)
@@ -222,17 +250,5 @@ class RLTrainer(TrainLoop):
             totals["loss/clip_fraction"] += parts.clip_fraction.item()
             totals["loss/kl"] += parts.kl.item() if parts.kl is not None else 0.0
             totals["loss/entropy"] += parts.entropy.item() if parts.entropy is not None else 0.0
-        if cfg.optim.grad_clip is not None:
-            norm = self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-        else:
-            norm = torch.norm(
-                torch.stack([p.grad.norm() for p in self.model.parameters() if p.grad is not None])
-            )
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        totals["grad_norm"] = float(norm)
+        totals["grad_norm"] = self.clip_and_step()
         return totals
-
-
-def _stack_padded(parts: list[torch.Tensor], width: int) -> torch.Tensor:
-    return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts])

@@ -1,0 +1,114 @@
+"""How a mini-batch of trees reaches the model: ``flat`` rows or ``tree``-packed rows.
+
+Both layouts describe the same loss. Its terms are *copies*: one per (trajectory, model token)
+of the flat per-trajectory layout, each with its advantage and its scale s = c·w
+(:func:`arpo.core.loss.token_scale`, computed on the flat layout, so both layouts use the same
+normalisers). The layouts differ only in the forward passes that produce each copy's log-prob:
+
+* ``flat``: trajectories as right-padded rows, ``micro_batch_size`` rows per forward; a token
+  shared by d trajectories is computed d times.
+* ``tree``: whole trees packed into rows of at most ``pack_tokens`` unique tokens
+  (:mod:`arpo.train.packing`), one row per forward; a shared token is computed once and all its
+  copies read the same log-prob — exact, because every copy has the same context and hence the
+  same ratio; only the per-copy advantages (``soft``) or weights (``hard``) differ.
+
+Each forward is a :class:`Unit`: the model inputs plus, for every copy it serves, where in the
+output that copy's log-prob sits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from arpo.core.loss import Aggregation, token_scale
+from arpo.core.tree import RolloutTree
+from arpo.train.batching import LearnerRow, PaddedBatch, micro_batches, pad_rows
+from arpo.train.logprobs import token_logprobs
+from arpo.train.packing import PackedBatch, collate_packed, pack_trees, packed_logprobs
+
+Packing = Literal["flat", "tree"]
+
+
+@dataclass
+class Unit:
+    inputs: PaddedBatch | PackedBatch
+    copies: torch.Tensor
+    """Indices of the mini-batch copies this forward serves."""
+    rows: torch.Tensor
+    cols: torch.Tensor
+    """Position of each served copy's log-prob in this forward's ``[B, L]`` output."""
+
+    def logprobs(
+        self, model: torch.nn.Module, with_entropy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Log-probs (and entropies) of the served copies, in ``copies`` order."""
+        if isinstance(self.inputs, PackedBatch):
+            out, ent = packed_logprobs(model, self.inputs, with_entropy=with_entropy)
+        else:
+            out, ent = token_logprobs(
+                model, self.inputs.input_ids, self.inputs.attention_mask, with_entropy=with_entropy
+            )
+        picked = out[self.rows, self.cols]
+        return picked, ent[self.rows, self.cols] if ent is not None else None
+
+
+@dataclass
+class MiniBatch:
+    copy_rows: torch.Tensor
+    copy_cols: torch.Tensor
+    """Each copy's (trajectory row, token index) in the flat layout."""
+    advantages: torch.Tensor
+    scale: torch.Tensor
+    units: list[Unit]
+    tokens_forwarded: int
+    """Tokens the forwards process (padding excluded): what packing saves."""
+
+    @property
+    def num_copies(self) -> int:
+        return self.scale.shape[0]
+
+
+def build_minibatch(
+    trees: Sequence[RolloutTree],
+    rows: Sequence[LearnerRow],
+    *,
+    aggregation: Aggregation,
+    packing: Packing,
+    micro_batch_size: int,
+    pack_tokens: int,
+    pad_id: int,
+    dtype: torch.dtype,
+    device: torch.device | str,
+) -> MiniBatch:
+    """Lay out ``rows`` (the trajectories of ``trees``, tree by tree, in trajectory order)."""
+    flat = pad_rows(rows, pad_id, device)
+    scale_grid = token_scale(flat.weights, aggregation)
+    row_idx, col_idx = torch.nonzero(flat.weights > 0, as_tuple=True)  # copies, row-major
+    advantages = flat.advantages[row_idx, col_idx]
+    scale = scale_grid[row_idx, col_idx]
+    if packing == "flat":
+        units = []
+        for micro in micro_batches(len(rows), micro_batch_size):
+            served = torch.nonzero((row_idx >= micro.start) & (row_idx < micro.stop), as_tuple=True)[0]
+            units.append(Unit(flat.rows(micro), served, row_idx[served] - micro.start, col_idx[served]))
+        forwarded = int(flat.attention_mask.sum())
+        return MiniBatch(row_idx, col_idx, advantages, scale, units, forwarded)
+    packing_ = pack_trees(trees, pack_tokens)
+    trajectory_columns = [cols for tree_cols in packing_.columns for cols in tree_cols]
+    if len(trajectory_columns) != len(rows):
+        raise ValueError("rows must be the trajectories of the given trees, in order")
+    packed_row = torch.empty_like(row_idx)
+    packed_col = torch.empty_like(col_idx)
+    for c, (i, t) in enumerate(zip(row_idx.tolist(), col_idx.tolist(), strict=True)):
+        packed_row[c], packed_col[c] = trajectory_columns[i][t]
+    units = []
+    for r, row in enumerate(packing_.rows):
+        served = torch.nonzero(packed_row == r, as_tuple=True)[0]
+        inputs = collate_packed([row], pad_id, dtype, device)
+        units.append(Unit(inputs, served, torch.zeros_like(served), packed_col[served]))
+    forwarded = sum(len(row) for row in packing_.rows)
+    return MiniBatch(row_idx, col_idx, advantages, scale, units, forwarded)

@@ -1,0 +1,130 @@
+"""Tree packing reproduces the flat computation exactly: log-probs, losses and gradients."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from arpo.core.advantage import AdvantageConfig, attribute, group_advantages
+from arpo.core.loss import PolicyLossConfig, policy_loss
+from arpo.engines.hf import HFGenerator
+from arpo.rollout import ArpoRollout, RolloutConfig
+from arpo.tools import Calculator, ToolBox
+from arpo.train.batching import LearnerRow
+from arpo.train.layout import build_minibatch
+from arpo.train.packing import ancestor_mask, pack_trees
+
+
+def sample_trees(model, tokenizer, prompts, m, n, seed=0):
+    config = RolloutConfig.model_validate(
+        {"branching": {"rollouts_per_prompt": m, "initial_rollouts": n, "entropy_window": 4, "alpha": 0.9},
+         "max_response_tokens": 40}
+    )
+    with ToolBox([Calculator()]) as tools:
+        return ArpoRollout(HFGenerator(model, tokenizer), tokenizer, tools, config).run(prompts, seed=seed).trees
+
+
+def rows_for(trees, attribution, seed=0):
+    rng = random.Random(seed)
+    groups = [[rng.choice([0.0, 0.5, 1.0]) for _ in tree.trajectories()] for tree in trees]
+    rows = []
+    for tree, adv in zip(trees, group_advantages(groups, AdvantageConfig()), strict=True):
+        for traj, tokens in zip(tree.trajectories(), attribute(tree, adv, attribution), strict=True):
+            rows.append(LearnerRow(traj.token_ids, tokens.weights, tokens.advantages))
+    return rows
+
+
+def layout(trees, rows, packing, aggregation="token-mean", pack_tokens=10_000):
+    return build_minibatch(
+        trees, rows, aggregation=aggregation, packing=packing, micro_batch_size=4,
+        pack_tokens=pack_tokens, pad_id=0, dtype=torch.float64, device="cpu",
+    )
+
+
+def copy_logprobs(model, batch):
+    out = torch.zeros(batch.num_copies, dtype=torch.float64)
+    for unit in batch.units:
+        out[unit.copies] = unit.logprobs(model)[0]
+    return out
+
+
+@pytest.fixture(scope="module")
+def shared_trees(model64, tokenizer, prompts):
+    trees = sample_trees(model64, tokenizer, prompts[:3], m=6, n=2)
+    assert sum(t.leaf_counts()[t.root.id] for t in trees) == 18
+    assert any(n.origin is not None and n.origin.value == "branch" for t in trees for n in t.nodes)
+    return trees
+
+
+def test_packed_rows_compute_each_unique_token_once(shared_trees):
+    rows = rows_for(shared_trees, "soft")
+    flat, tree = layout(shared_trees, rows, "flat"), layout(shared_trees, rows, "tree")
+    assert tree.tokens_forwarded == sum(len(n.token_ids) for t in shared_trees for n in t.nodes)
+    assert flat.tokens_forwarded == sum(len(r.token_ids) for r in rows) > tree.tokens_forwarded
+
+
+def test_ancestor_mask_matches_tree_paths(shared_trees):
+    (row,) = pack_trees(shared_trees[:1], 10_000).rows
+    allowed = ancestor_mask(row, len(row))
+    columns = pack_trees(shared_trees[:1], 10_000).columns[0]
+    for cols in columns:  # along a trajectory, token t sees exactly the trajectory's tokens ≤ t
+        flat_cols = [c for _, c in cols]
+        for t, c in enumerate(flat_cols):
+            assert set(torch.nonzero(allowed[c]).flatten().tolist()) == set(flat_cols[: t + 1])
+        assert [row.position_ids[c] for c in flat_cols] == list(range(len(flat_cols)))
+
+
+def test_packed_logprobs_equal_flat(model64, shared_trees):
+    rows = rows_for(shared_trees, "soft")
+    with torch.no_grad():
+        flat = copy_logprobs(model64, layout(shared_trees, rows, "flat"))
+        packed = copy_logprobs(model64, layout(shared_trees, rows, "tree", pack_tokens=60))
+    assert torch.allclose(flat, packed, atol=1e-5, rtol=0)
+
+
+def loss_and_grads(model, batch, old, config):
+    model.zero_grad()
+    total = torch.zeros((), dtype=torch.float64)
+    for unit in batch.units:
+        logprobs, entropies = unit.logprobs(model, with_entropy=True)
+        parts = policy_loss(
+            logprobs, old[unit.copies], batch.advantages[unit.copies].double(), batch.scale[unit.copies].double(),
+            config, ref_logprobs=old[unit.copies] - 0.1, entropies=entropies,
+        )
+        parts.loss.backward()
+        total = total + parts.loss.detach()
+    return total.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("attribution", ["soft", "hard"])
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"])
+def test_packed_loss_and_gradients_equal_flat(model64, shared_trees, attribution, aggregation):
+    rows = rows_for(shared_trees, attribution)
+    flat, tree = layout(shared_trees, rows, "flat", aggregation), layout(shared_trees, rows, "tree", aggregation)
+    assert torch.equal(flat.copy_rows, tree.copy_rows) and torch.equal(flat.scale, tree.scale)
+    with torch.no_grad():
+        current = copy_logprobs(model64, flat)
+    old = current + torch.linspace(-0.4, 0.4, current.shape[0], dtype=torch.float64)  # ratios off 1, clips hit
+    config = PolicyLossConfig(aggregation=aggregation, kl_coef=0.05, entropy_coef=0.01)
+    loss_flat, grads_flat = loss_and_grads(model64, flat, old, config)
+    loss_tree, grads_tree = loss_and_grads(model64, tree, old, config)
+    assert loss_tree == pytest.approx(loss_flat, abs=1e-5)
+    for name, grad in grads_flat.items():
+        assert torch.allclose(grads_tree[name], grad, atol=1e-5, rtol=0), name
+
+
+def test_a_tree_without_sharing_gives_the_flat_result(model64, tokenizer, prompts):
+    trees = sample_trees(model64, tokenizer, prompts[:3], m=1, n=1)
+    rows = rows_for(trees, "soft")
+    flat, tree = layout(trees, rows, "flat"), layout(trees, rows, "tree")
+    assert flat.tokens_forwarded == tree.tokens_forwarded
+    with torch.no_grad():
+        assert torch.allclose(copy_logprobs(model64, flat), copy_logprobs(model64, tree), atol=1e-12)
+
+
+def test_trees_are_never_split_across_rows(shared_trees):
+    packing = pack_trees(shared_trees, max_tokens=1)
+    assert len(packing.rows) == len(shared_trees)
+    assert [len({r for cols in tree_cols for r, _ in cols}) for tree_cols in packing.columns] == [1, 1, 1]
