@@ -3,7 +3,7 @@
 
 # Optional dependency groups installed with the dev tools (see pyproject.toml); tests of a
 # group that is not installed are skipped.
-export ARPO_EXTRAS ?= data
+export ARPO_EXTRAS ?= data,lora
 
 setup:
 	bash scripts/setup.sh

@@ -58,7 +58,10 @@ class RolloutConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    branching: BranchingConfig = Field(default_factory=BranchingConfig)
+    branching: BranchingConfig = Field(
+        default_factory=BranchingConfig,
+        description="Trajectories per prompt and when they branch (M, N, Z, α, β, k).",
+    )
     temperature: float = Field(1.0, ge=0, description="Sampling temperature (0 = greedy).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     max_response_tokens: int = Field(

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from arpo.engines.hf import HFGenerator
 from arpo.io import atomic_write_json
-from arpo.models.loading import DTypeName, load_policy
+from arpo.models.loading import PolicyConfig, load_policy
 from arpo.rollout import ArpoRollout, RolloutConfig, TokenCodec, render_prompt
 from arpo.tools import Calculator, ToolBox
 
@@ -29,17 +29,20 @@ DEFAULT_PROMPTS = [
 
 
 class RolloutJobConfig(BaseModel):
+    """Sample ARPO trees for a few prompts with the ``calc`` tool and write them as JSON."""
+
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field("tiny", description="'tiny' (built locally) or a Hugging Face model folder/name.")
-    dtype: DTypeName = Field("float32", description="Model weights dtype.")
+    model: PolicyConfig = Field(
+        default_factory=PolicyConfig, description="The policy (see arpo.models.loading)."
+    )
     prompts: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PROMPTS),
         min_length=1,
         description="User messages, one tree each.",
     )
     system_prompt: str | None = Field(None, description="Optional system message before each prompt.")
-    seed: int = Field(0, description="Seeds model construction (tiny), sampling and branching.")
+    seed: int = Field(0, description="Seeds sampling and branching.")
     rollout: RolloutConfig = Field(
         default_factory=lambda: RolloutConfig.model_validate(
             {
@@ -52,7 +55,7 @@ class RolloutJobConfig(BaseModel):
 
 def run_rollout_job(config: RolloutJobConfig, out: Path, console: Console | None = None) -> dict[str, Any]:
     console = console or Console(stderr=True)
-    model, tokenizer = load_policy(config.model, dtype=config.dtype, seed=config.seed)
+    model, tokenizer = load_policy(config.model)
     generator = HFGenerator(model, tokenizer)
     system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
     prompts = [render_prompt(tokenizer, [*system, {"role": "user", "content": p}]) for p in config.prompts]

@@ -98,7 +98,8 @@ class HFGenerator:
         self.eos_ids = _eos_ids(model, tokenizer)
         self.stop_window_tokens = stop_window_tokens
         # transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`
-        params = inspect.signature(model.forward).parameters
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps it
+        params = inspect.signature(base.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self.stats = GeneratorStats()
         self._paths: dict[int, _Path] = {}

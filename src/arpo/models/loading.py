@@ -1,40 +1,130 @@
-"""Load a policy model and its tokenizer by name: ``tiny`` (built here) or a Hugging Face model.
+"""The policy model and its tokenizer, from a config: ``tiny`` (built here) or a Hugging Face model.
 
-``tiny`` builds the character tokenizer and a randomly initialised tiny Llama of
-:mod:`arpo.models.tiny` (seeded, nothing downloaded). Anything else is passed to
-``AutoTokenizer`` / ``AutoModelForCausalLM.from_pretrained``: a local folder in Hugging Face format
-(what our checkpoints are), or a hub name when the machine is online.
+``name: tiny`` builds a randomly initialised Llama (:mod:`arpo.models.tiny`, seeded, nothing
+downloaded) sized by ``tiny``, for the tokenizer given by ``tokenizer`` (a folder in Hugging Face
+format, e.g. the built-in environment's trained tokenizer) or, by default, the character
+tokenizer. Any other name goes to ``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained``: a
+local folder (what our checkpoints are), or a hub name when the machine is online.
+
+``lora`` wraps the model with a PEFT LoRA adapter (Hu et al. 2021, arXiv 2106.09685); only the
+adapter trains. Checkpoints of a LoRA run hold the merged model (loadable anywhere) and the
+adapter (``adapter/``), from which :func:`load_policy` resumes.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
 
 DTypeName = Literal["float32", "bfloat16", "float16", "float64"]
+ADAPTER_DIR = "adapter"
+
+
+class TinyModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hidden_size: int = Field(64, ge=8, description="Hidden size of the tiny Llama.")
+    num_layers: int = Field(2, ge=1, description="Decoder layers.")
+    num_heads: int = Field(4, ge=1, description="Attention heads.")
+    num_kv_heads: int = Field(2, ge=1, description="Key/value heads (grouped-query attention).")
+
+
+class LoraConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(8, ge=1, description="LoRA rank.")
+    alpha: float = Field(16.0, gt=0, description="LoRA scaling α (the update is scaled by α/r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], description="Module names to adapt."
+    )
+
+
+class PolicyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("tiny", description="'tiny' (built locally) or a Hugging Face model folder/name.")
+    tokenizer: str | None = Field(
+        None, description="Tokenizer folder; default: the model's (tiny: characters)."
+    )
+    dtype: DTypeName = Field("float32", description="Weights dtype.")
+    seed: int = Field(0, description="Initialisation seed of the tiny model.")
+    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Size of the tiny model.")
+    lora: LoraConfig | None = Field(
+        None, description="Train a LoRA adapter instead of all weights (needs peft)."
+    )
+
+
+def load_tokenizer(config: PolicyConfig) -> PreTrainedTokenizerBase:
+    source = config.tokenizer or (None if config.name == "tiny" else config.name)
+    if source is None:
+        return build_char_tokenizer()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise ValueError(f"cannot load tokenizer {source!r}: {exc}") from None
+    if tokenizer.chat_template is None:
+        raise ValueError(f"the tokenizer {source!r} has no chat template; prompts are rendered with it")
+    return tokenizer
+
+
+def _base_model(
+    config: PolicyConfig, tokenizer: PreTrainedTokenizerBase, source: str | Path
+) -> PreTrainedModel:
+    dtype = getattr(torch, config.dtype)
+    if source == "tiny":
+        t = config.tiny
+        return build_tiny_llama(
+            tokenizer,
+            hidden_size=t.hidden_size,
+            num_layers=t.num_layers,
+            num_heads=t.num_heads,
+            num_kv_heads=t.num_kv_heads,
+            seed=config.seed,
+            dtype=dtype,
+        )
+    try:
+        return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except OSError as exc:
+        raise ValueError(
+            f"cannot load model {str(source)!r}: not 'tiny', not a local Hugging Face model folder, "
+            f"and not reachable on the hub ({exc})"
+        ) from None
 
 
 def load_policy(
-    name_or_path: str, *, dtype: DTypeName = "float32", seed: int = 0
+    config: PolicyConfig, checkpoint: Path | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    torch_dtype = getattr(torch, dtype)
-    if name_or_path == "tiny":
-        tokenizer = build_char_tokenizer()
-        return build_tiny_llama(tokenizer, seed=seed, dtype=torch_dtype), tokenizer
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype)
-    except OSError as exc:
-        raise ValueError(
-            f"cannot load model {name_or_path!r}: not 'tiny', not a local Hugging Face model folder, "
-            f"and not reachable on the hub ({exc})"
-        ) from None
-    if tokenizer.chat_template is None:
-        raise ValueError(
-            f"the tokenizer of {name_or_path!r} has no chat template; prompts are rendered with it"
+    """Model and tokenizer for ``config``, or resumed from a checkpoint folder of a run."""
+    if checkpoint is not None:
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        if (Path(checkpoint) / ADAPTER_DIR).is_dir():
+            from peft import PeftModel
+
+            base = _base_model(config, tokenizer, config.name)
+            model = PeftModel.from_pretrained(base, Path(checkpoint) / ADAPTER_DIR, is_trainable=True)
+        else:
+            model = _base_model(config, tokenizer, checkpoint)
+        return model, tokenizer
+    tokenizer = load_tokenizer(config)
+    model = _base_model(config, tokenizer, config.name)
+    if config.lora is not None:
+        try:
+            from peft import LoraConfig as PeftLoraConfig
+            from peft import get_peft_model
+        except ImportError:
+            raise ImportError("model.lora needs peft: pip install 'arpo[lora]'") from None
+        lora = config.lora
+        model = get_peft_model(
+            model,
+            PeftLoraConfig(
+                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules
+            ),
         )
-    return model.eval(), tokenizer
+    return model, tokenizer

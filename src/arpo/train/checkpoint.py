@@ -1,7 +1,8 @@
 """Crash-safe checkpoints: a Hugging Face model folder plus the trainer's state, committed by rename.
 
 Layout of ``<run_dir>/checkpoints/step-00000010/``: the model and tokenizer as written by
-``save_pretrained`` (loadable by transformers and vLLM) and ``trainer_state.pt`` (optimizer,
+``save_pretrained`` (loadable by transformers and vLLM; for a LoRA run the merged model, plus the
+adapter in ``adapter/`` to resume from) and ``trainer_state.pt`` (optimizer,
 LR scheduler, RNG states, data position, step, config). A checkpoint is written into a hidden
 temporary folder ``.step-00000010.tmp`` and renamed into place only when complete, so a kill at
 any moment leaves the previous checkpoints intact; leftover temporary folders are ignored and
@@ -10,6 +11,7 @@ removed by the next save. Only the newest ``keep`` checkpoints are kept.
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import shutil
@@ -18,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from arpo.models.loading import ADAPTER_DIR
 
 PREFIX = "step-"
 STATE_FILE = "trainer_state.pt"
@@ -52,7 +56,11 @@ def save_checkpoint(
     for stale in final.parent.glob(".*.tmp") if final.parent.is_dir() else []:
         shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    if getattr(model, "peft_config", None):  # LoRA: the merged model for users, the adapter to resume
+        model.save_pretrained(tmp / ADAPTER_DIR)
+        copy.deepcopy(model).merge_and_unload().save_pretrained(tmp, safe_serialization=True)
+    else:
+        model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     torch.save(state, tmp / STATE_FILE)
     _fsync_tree(tmp)
