@@ -102,7 +102,7 @@ def test_metric_override_by_name_and_import_path() -> None:
         ("nonsense", "unknown metric 'nonsense'"),
         ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
         ("arpo.core.qa_metrics:missing", "has no attribute 'missing'"),
-        ("arpo.core.qa_metrics:", "must look like 'package.module:function'"),
+        ("arpo.core.qa_metrics:", "must look like 'package.module:attribute'"),
     ],
 )
 def test_bad_metric_names_fail_at_construction(metric: str, message: str) -> None:

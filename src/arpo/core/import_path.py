@@ -13,7 +13,7 @@ def import_object(path: str) -> Any:
     """
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
-        raise ValueError(f"import path {path!r} must look like 'package.module:function'")
+        raise ValueError(f"import path {path!r} must look like 'package.module:attribute'")
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as error:

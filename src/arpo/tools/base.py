@@ -31,7 +31,9 @@ class ToolStatus(str, Enum):
     TIMEOUT = "timeout"
     """The call exceeded its wall-clock limit and was stopped."""
     LIMIT = "limit"
-    """The call was refused without running (e.g. the trajectory's tool-call limit was reached)."""
+    """A budget stopped the call: it was refused without running (e.g. the trajectory's tool-call
+    limit was reached, the code is too long) or a resource limit ended it (memory, file size,
+    output size)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,9 @@ class Tool(ABC):
     """A tool the policy can call with ``<tag>call</tag>``.
 
     Subclasses set :attr:`tag` (the call tag, e.g. ``"python"``) and :attr:`description` (one
-    paragraph for the system prompt), and implement :meth:`run`.
+    paragraph for the system prompt), and implement :meth:`run`. ``run`` may be called from
+    several threads at once. Tools with counters override :meth:`metrics`; tools holding
+    processes, files or connections override :meth:`close`.
     """
 
     tag: str
@@ -79,3 +83,10 @@ class Tool(ABC):
     @abstractmethod
     def run(self, call: str) -> ToolResult:
         """Execute one call (the text between the tags) and return its result."""
+
+    def metrics(self) -> dict[str, int]:
+        """Counters since construction (e.g. cache hits); empty by default."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027  (optional hook, deliberately empty by default)
+        """Release processes, files and connections; the default holds none."""

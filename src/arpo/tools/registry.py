@@ -1,0 +1,115 @@
+"""Building tools from specs: built-in tools by name, user tools by import path.
+
+A spec is a mapping with exactly one of
+
+- ``"name"``: a registered tool (``calc``, ``python``, ``search``, or one added with
+  :func:`register_tool`), e.g. ``{"name": "python", "timeout_s": 5}``;
+- ``"import"``: ``"package.module:Attribute"``, a :class:`~arpo.tools.base.Tool` subclass or a
+  function returning a Tool, e.g. ``{"import": "mypkg.tools:Wiki", "lang": "en"}``, so a user
+  adds a tool without editing this package;
+
+and every other key is passed to it as a keyword argument. Parameters are checked against the
+factory's signature before it is called, and every failure raises :class:`ToolSpecError` naming
+the spec and the key or value at fault. Built-in tools are imported only when built.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from arpo.core.import_path import import_object
+from arpo.tools.base import Tool
+from arpo.tools.toolbox import ToolBox
+
+ToolFactory = Callable[..., Tool]
+
+_REGISTRY: dict[str, ToolFactory | str] = {
+    "calc": "arpo.tools.calculator:Calculator",
+    "python": "arpo.tools.python:PythonTool",
+    "search": "arpo.tools.search:build_search_tool",
+}
+SPEC_KEYS = ("name", "import")
+
+
+class ToolSpecError(ValueError):
+    """A tool spec is malformed or names something that cannot be built."""
+
+
+def register_tool(name: str, factory: ToolFactory | str) -> None:
+    """Make ``{"name": name, ...}`` build tools with ``factory`` (a callable or ``"module:Attribute"``)."""
+    if name in _REGISTRY:
+        raise ToolSpecError(f"a tool named {name!r} is already registered")
+    _REGISTRY[name] = factory
+
+
+def known_tools() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def call_with_params(factory: Callable[..., Any], params: Mapping[str, Any], context: str) -> Any:
+    """``factory(**params)``, with unknown or missing parameters reported against the signature."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no introspectable signature: let the call report
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(**params)
+        except TypeError as exc:
+            accepted = [name for name in signature.parameters if name not in ("self", "args", "kwargs")]
+            raise ToolSpecError(f"{context}: {exc}; accepted parameters: {', '.join(accepted)}") from None
+    try:
+        return factory(**params)
+    except ToolSpecError as exc:
+        raise ToolSpecError(f"{context}: {exc}") from exc
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as exc:
+        raise ToolSpecError(f"{context}: {exc}") from exc
+
+
+def build_tool(spec: Mapping[str, Any]) -> Tool:
+    """The tool a spec describes; see the module docstring."""
+    if not isinstance(spec, Mapping):
+        raise ToolSpecError(f"a tool spec must be a mapping like {{'name': 'python'}}, got {spec!r}")
+    chosen = [key for key in SPEC_KEYS if key in spec]
+    if len(chosen) != 1:
+        raise ToolSpecError(
+            f"tool spec {dict(spec)!r} needs exactly one of 'name' (one of {', '.join(known_tools())}) "
+            "or 'import' ('package.module:Attribute')"
+        )
+    key = chosen[0]
+    target = spec[key]
+    if not isinstance(target, str):
+        raise ToolSpecError(f"tool spec key {key!r} must be a string, got {target!r}")
+    if key == "name":
+        if target not in _REGISTRY:
+            raise ToolSpecError(f"unknown tool name {target!r}; known: {', '.join(known_tools())}")
+        factory = _REGISTRY[target]
+    else:
+        factory = target
+    if isinstance(factory, str):
+        try:
+            factory = import_object(factory)
+        except ValueError as exc:
+            raise ToolSpecError(f"tool spec {key}={target!r}: {exc}") from None
+    if not callable(factory):
+        raise ToolSpecError(f"tool spec {key}={target!r} is not a Tool class or factory: {factory!r}")
+    params = {k: v for k, v in spec.items() if k != key}
+    tool = call_with_params(factory, params, f"tool spec {key}={target!r}")
+    if not isinstance(tool, Tool):
+        raise ToolSpecError(f"tool spec {key}={target!r} produced {type(tool).__name__}, not an arpo Tool")
+    return tool
+
+
+def build_toolbox(specs: Sequence[Mapping[str, Any]], **toolbox_options: Any) -> ToolBox:
+    """A :class:`ToolBox` of the tools ``specs`` describe; options go to the ToolBox."""
+    tools: list[Tool] = []
+    try:
+        for spec in specs:
+            tools.append(build_tool(spec))
+        return ToolBox(tools, **toolbox_options)
+    except BaseException:
+        for tool in tools:
+            tool.close()
+        raise
