@@ -1,13 +1,14 @@
 """The ``arpo`` command line. Each subcommand takes ``--config FILE.yaml`` plus ``dotted.key=value``
-overrides (see :mod:`arpo.config`)."""
+overrides (see :mod:`arpo.config`); ``docs/config.md`` lists every key."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 
 from arpo.config import ConfigError, load_config
@@ -18,17 +19,41 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+toolworld_app = typer.Typer(help="The built-in tool-use environment.", no_args_is_help=True)
+app.add_typer(toolworld_app, name="toolworld")
 console = Console(stderr=True)
 
 Overrides = Annotated[
     list[str] | None,
-    typer.Argument(
-        help="Config overrides as dotted.key=value, e.g. rollout.branching.alpha=1.0", show_default=False
-    ),
+    typer.Argument(help="Config overrides as dotted.key=value, e.g. train.steps=10", show_default=False),
 ]
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file.", exists=True, dir_okay=False)
 ]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the run from its newest checkpoint.")]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _load(model: type[M], config: Path | None, overrides: list[str] | None) -> M:
+    try:
+        return load_config(model, config, overrides or [])
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(2)
+
+
+@app.callback()
+def main() -> None:
+    """Agentic Reinforced Policy Optimization: RL for tool-using LLM agents."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 @app.command()
@@ -42,16 +67,59 @@ def rollout(
     """Sample ARPO rollout trees for a few prompts and write them as JSON."""
     from arpo.rollout_job import RolloutJobConfig, run_rollout_job
 
-    try:
-        cfg = load_config(RolloutJobConfig, config, overrides or [])
-    except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    cfg = _load(RolloutJobConfig, config, overrides)
     stats = run_rollout_job(cfg, out, console)
     console.print(json.dumps(stats, indent=1))
     console.print(f"[green]wrote[/green] {len(cfg.prompts)} trees to {out}")
 
 
-@app.callback()
-def main() -> None:
-    """Agentic Reinforced Policy Optimization: RL for tool-using LLM agents."""
+@app.command()
+def sft(overrides: Overrides = None, config: ConfigFile = None, resume: Resume = False) -> None:
+    """Cold-start SFT on demonstrations (loss on the model's own tokens only)."""
+    from arpo.train.jobs import SFTJobConfig, run_sft
+
+    cfg = _load(SFTJobConfig, config, overrides)
+    try:
+        history = run_sft(cfg, resume=resume, console=console)
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"[green]done[/green]: {len(history)} steps; checkpoints in {Path(cfg.run_dir) / 'checkpoints'}"
+    )
+
+
+@app.command()
+def train(overrides: Overrides = None, config: ConfigFile = None, resume: Resume = False) -> None:
+    """ARPO (or GRPO) reinforcement learning with tools."""
+    from arpo.train.jobs import RLJobConfig, run_rl
+
+    cfg = _load(RLJobConfig, config, overrides)
+    try:
+        history = run_rl(cfg, resume=resume, console=console)
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"[green]done[/green]: {len(history)} steps; checkpoints in {Path(cfg.run_dir) / 'checkpoints'}"
+    )
+
+
+@toolworld_app.command("build")
+def toolworld_build(
+    overrides: Overrides = None,
+    config: ConfigFile = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to build into.")] = Path("runs/toolworld"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing build.")] = False,
+) -> None:
+    """Generate the environment: tasks, corpus, demonstrations and tokenizer."""
+    from arpo.tasks.toolworld import ToolworldConfig, build_toolworld
+
+    cfg = _load(ToolworldConfig, config, overrides)
+    try:
+        paths = build_toolworld(cfg, out, overwrite=overwrite)
+    except (FileExistsError, ValueError) as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]built[/green] {paths.root}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,233 @@
+"""``arpo sft`` and ``arpo train``: a YAML config (+ dotted overrides) → a run folder.
+
+A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl``, ``tensorboard/`` and
+``checkpoints/step-*/`` (see :mod:`arpo.train.checkpoint`). A run whose folder already has
+checkpoints must be continued with ``--resume`` (or given a new ``run_dir``): nothing is
+overwritten silently.
+
+Where the data comes from (``data``), exactly one of:
+
+* ``toolworld``: the built-in environment, generated from its config into ``<run_dir>/env`` (or
+  reused when already there with the same config); its train tasks, demonstrations, tokenizer
+  and tools (``search`` over its corpus, ``python``) become the run's defaults;
+* ``toolworld_dir``: an environment built before (``arpo toolworld build``);
+* ``dataset``: tasks from a JSONL/Parquet/Hugging Face data set (RL only); ``tools`` must then
+  be given.
+
+``model.name`` may name a previous run's folder: its newest checkpoint is used (e.g. RL starting
+from the SFT run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from rich.console import Console
+
+from arpo.core.rewards import RewardConfig, make_reward_fn
+from arpo.io import atomic_write_text
+from arpo.models.loading import PolicyConfig, load_policy
+from arpo.tasks.loaders import DatasetConfig, load_tasks
+from arpo.tasks.record import Task
+from arpo.tasks.toolworld import (
+    ToolworldConfig,
+    ToolworldPaths,
+    build_toolworld,
+    demo_example,
+    load_demos,
+    load_toolworld_tasks,
+    read_config,
+    tool_specs,
+)
+from arpo.tools.registry import build_toolbox
+from arpo.train.batching import LearnerRow
+from arpo.train.checkpoint import latest_checkpoint
+from arpo.train.rl import RLConfig, RLTrainer
+from arpo.train.sft import SFTConfig, SFTTrainer
+
+
+class DataConfig(BaseModel):
+    """Where tasks (and demonstrations) come from: at most one source; none means the built-in
+    environment with its default config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    toolworld: ToolworldConfig | None = Field(
+        None, description="Build the built-in environment into <run_dir>/env."
+    )
+    toolworld_dir: str | None = Field(None, description="Use an environment built before (a folder).")
+    dataset: DatasetConfig | None = Field(None, description="Tasks from a data set file or folder (RL only).")
+    system_prompt: str | None = Field(None, description="Replace the tasks' system messages with this text.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        given = [n for n in ("toolworld", "toolworld_dir", "dataset") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"set exactly one of data.toolworld, data.toolworld_dir, data.dataset (got {given or 'none'})"
+            )
+        return self
+
+
+def _default_data() -> DataConfig:
+    return DataConfig(toolworld=ToolworldConfig())
+
+
+class ToolboxConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_workers: int = Field(8, ge=1, description="Tool calls running at once.")
+    timeout_s: float = Field(30.0, gt=0, description="Wall-clock limit per call.")
+    max_result_chars: int = Field(2000, gt=20, description="Tool results are cut to this many characters.")
+
+
+class JobConfig(BaseModel):
+    """What SFT and RL runs share."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: str = Field("runs/arpo", description="Folder of the run (config, metrics, checkpoints).")
+    model: PolicyConfig = Field(default_factory=PolicyConfig, description="The policy to train.")
+    data: DataConfig = Field(
+        default_factory=DataConfig,
+        description="Tasks and demonstrations (default: toolworld with its defaults).",
+    )
+
+
+class SFTJobConfig(JobConfig):
+    """Cold-start SFT on demonstrations in the rollout protocol (``arpo sft``)."""
+
+    train: SFTConfig = Field(default_factory=SFTConfig, description="The SFT loop.")
+
+    @model_validator(mode="after")
+    def _needs_demos(self) -> SFTJobConfig:
+        if self.data.dataset is not None:
+            raise ValueError("arpo sft learns from demonstrations: use data.toolworld or data.toolworld_dir")
+        return self
+
+
+class RLJobConfig(JobConfig):
+    """ARPO/GRPO reinforcement learning with tools (``arpo train``)."""
+
+    tools: list[dict[str, Any]] | None = Field(
+        None, description="Tool specs ({name: ...} or {import: ...}); default: the environment's tools."
+    )
+    toolbox: ToolboxConfig = Field(default_factory=ToolboxConfig, description="Tool execution limits.")
+    reward: RewardConfig = Field(default_factory=RewardConfig, description="The hierarchical reward.")
+    train: RLConfig = Field(default_factory=RLConfig, description="The RL loop.")
+
+    @model_validator(mode="after")
+    def _tools_for_datasets(self) -> RLJobConfig:
+        if self.data.dataset is not None and not self.tools:
+            raise ValueError("data.dataset has no built-in tools: list them under tools")
+        return self
+
+
+@dataclass
+class Environment:
+    tasks: list[Task]
+    tokenizer: str | None
+    tool_specs: list[dict[str, Any]]
+    demos: Path | None
+
+
+def prepare_environment(data: DataConfig, run_dir: Path, console: Console) -> Environment:
+    """Tasks, tokenizer folder, tool specs and demonstrations of the configured data source."""
+    if data.dataset is not None:
+        tasks = load_tasks(data.dataset)
+        return Environment(_with_system(tasks, data.system_prompt), None, [], None)
+    if data.toolworld_dir is not None:
+        paths = ToolworldPaths(Path(data.toolworld_dir))
+        config = read_config(paths.root)
+    else:
+        config = data.toolworld or ToolworldConfig()
+        paths = ToolworldPaths(run_dir / "env")
+        if not paths.manifest.is_file() or read_config(paths.root) != config:
+            console.print(f"building the toolworld environment in {paths.root}")
+            build_toolworld(config, paths.root, overwrite=True)
+    tasks = _with_system(load_toolworld_tasks(paths.train), data.system_prompt)
+    specs = tool_specs(config, paths.corpus, cache_dir=paths.root / "index")
+    return Environment(tasks, str(paths.tokenizer), specs, paths.demos)
+
+
+def _with_system(tasks: list[Task], system_prompt: str | None) -> list[Task]:
+    return [t.with_system_prompt(system_prompt) for t in tasks] if system_prompt else tasks
+
+
+def resolve_model(config: PolicyConfig, environment: Environment) -> PolicyConfig:
+    """``model.name`` as a checkpoint folder when it names a run; the environment's tokenizer
+    for a tiny model without one."""
+    updates: dict[str, Any] = {}
+    if (found := latest_checkpoint(Path(config.name))) is not None:
+        updates["name"] = str(found)
+    if config.name == "tiny" and config.tokenizer is None and environment.tokenizer is not None:
+        updates["tokenizer"] = environment.tokenizer
+    return config.model_copy(update=updates)
+
+
+def _start(config: JobConfig, resume: bool, console: Console) -> tuple[Path, Path | None]:
+    run_dir = Path(config.run_dir)
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None and not resume:
+        raise FileExistsError(
+            f"{run_dir} already has checkpoints (newest {checkpoint.name}): pass --resume to continue it, "
+            "or set run_dir to a new folder"
+        )
+    if resume and checkpoint is None:
+        console.print(f"--resume: {run_dir} has no checkpoint yet, starting from scratch")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(
+        run_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    )
+    return run_dir, checkpoint
+
+
+def run_sft(
+    config: SFTJobConfig, *, resume: bool = False, console: Console | None = None
+) -> list[dict[str, Any]]:
+    console = console or Console(stderr=True)
+    run_dir, checkpoint = _start(config, resume, console)
+    env = prepare_environment(config.data, run_dir, console)
+    model, tokenizer = load_policy(resolve_model(config.model, env), checkpoint)
+    rows = []
+    for demo in load_demos(env.demos or ""):
+        ids, mask = demo_example(demo, tokenizer)
+        rows.append(LearnerRow(ids, [float(m) for m in mask]))
+    trainer = SFTTrainer(config.train, model, tokenizer, rows, run_dir)
+    if checkpoint is not None:
+        trainer.resume()
+    return trainer.train()
+
+
+def run_rl(
+    config: RLJobConfig, *, resume: bool = False, console: Console | None = None
+) -> list[dict[str, Any]]:
+    console = console or Console(stderr=True)
+    run_dir, checkpoint = _start(config, resume, console)
+    env = prepare_environment(config.data, run_dir, console)
+    policy_config = resolve_model(config.model, env)
+    model, tokenizer = load_policy(policy_config, checkpoint)
+    reference = None
+    if config.train.loss.kl_coef > 0:
+        reference, _ = load_policy(policy_config.model_copy(update={"lora": None}))
+    toolbox = build_toolbox(config.tools or env.tool_specs, **config.toolbox.model_dump())
+    try:
+        trainer = RLTrainer(
+            config.train,
+            model,
+            tokenizer,
+            env.tasks,
+            toolbox,
+            make_reward_fn(config.reward),
+            run_dir,
+            reference=reference,
+        )
+        if checkpoint is not None:
+            trainer.resume()
+        return trainer.train()
+    finally:
+        toolbox.close()
