@@ -7,7 +7,7 @@ import torch
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
-from arpo.rollout import render_prompt
+from arpo.tasks.prompts import render_prompt
 
 TOOL_SCRIPT = "<calc>1+2</calc><result>3</result>"
 QUESTIONS = ["what is 1+2?", "add one and two", "compute 1+2 please", "sum?"]

@@ -119,14 +119,6 @@ class RolloutBatch:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    """Prompt token ids from the tokenizer's chat template, with the assistant turn opened."""
-    encoded = tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=True, return_dict=True
-    )
-    return list(encoded["input_ids"])
-
-
 class ArpoRollout:
     """Grows one rollout tree per prompt with a generator, a tool box and a rollout config."""
 

@@ -17,7 +17,8 @@ from rich.console import Console
 from arpo.engines.hf import HFGenerator
 from arpo.io import atomic_write_json
 from arpo.models.loading import PolicyConfig, load_policy
-from arpo.rollout import ArpoRollout, RolloutConfig, TokenCodec, render_prompt
+from arpo.rollout import ArpoRollout, RolloutConfig, TokenCodec
+from arpo.tasks.prompts import render_prompt
 from arpo.tools import Calculator, ToolBox
 
 DEFAULT_PROMPTS = [

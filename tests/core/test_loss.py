@@ -71,11 +71,15 @@ def test_kl_estimators_and_entropy_bonus():
     logp = torch.tensor([-1.0, -2.0], dtype=torch.float64)
     ref = torch.tensor([-1.5, -1.0], dtype=torch.float64)
     assert kl_terms(logp, ref, "k1").tolist() == pytest.approx([0.5, -1.0])
-    assert kl_terms(logp, ref, "k3").tolist() == pytest.approx([math.exp(-0.5) + 0.5 - 1, math.exp(1) - 1 - 1])
+    assert kl_terms(logp, ref, "k3").tolist() == pytest.approx(
+        [math.exp(-0.5) + 0.5 - 1, math.exp(1) - 1 - 1]
+    )
     scale = torch.tensor([0.5, 0.5], dtype=torch.float64)
     adv = torch.zeros(2, dtype=torch.float64)
     cfg = PolicyLossConfig(kl_coef=0.1, kl_estimator="k1", entropy_coef=0.01)
-    parts = policy_loss(logp, logp, adv, scale, cfg, ref_logprobs=ref, entropies=torch.tensor([2.0, 4.0]).double())
+    parts = policy_loss(
+        logp, logp, adv, scale, cfg, ref_logprobs=ref, entropies=torch.tensor([2.0, 4.0]).double()
+    )
     assert parts.kl.item() == pytest.approx(-0.25)
     assert parts.loss.item() == pytest.approx(0.1 * -0.25 - 0.01 * 3.0)
     with pytest.raises(ValueError, match="reference"):

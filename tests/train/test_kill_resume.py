@@ -24,10 +24,17 @@ STEPS = 12
 
 def write_config(tmp_path: Path, run_dir: Path) -> Path:
     tasks = tmp_path / "tasks.jsonl"
-    tasks.write_text("".join(json.dumps({"question": f"what is {i}+{i}?", "answer": str(2 * i)}) + "\n" for i in range(8)))
+    tasks.write_text(
+        "".join(json.dumps({"question": f"what is {i}+{i}?", "answer": str(2 * i)}) + "\n" for i in range(8))
+    )
     config = {
         "run_dir": str(run_dir),
-        "data": {"dataset": {"path": str(tasks), "layout": {"question": "question", "answer": "answer", "answer_type": "number"}}},
+        "data": {
+            "dataset": {
+                "path": str(tasks),
+                "layout": {"question": "question", "answer": "answer", "answer_type": "number"},
+            }
+        },
         "tools": [{"name": "calc"}],
         "reward": {"function": "tests.train.helpers:count_ones"},
         "train": {
@@ -35,8 +42,10 @@ def write_config(tmp_path: Path, run_dir: Path) -> Path:
             "save_every": 2,
             "prompts_per_step": 2,
             "micro_batch_size": 4,
-            "rollout": {"branching": {"rollouts_per_prompt": 4, "initial_rollouts": 2, "entropy_window": 4},
-                        "max_response_tokens": 24},
+            "rollout": {
+                "branching": {"rollouts_per_prompt": 4, "initial_rollouts": 2, "entropy_window": 4},
+                "max_response_tokens": 24,
+            },
             "optim": {"lr": 0.01},
             "logging": {"tensorboard": False},
         },
@@ -49,8 +58,12 @@ def write_config(tmp_path: Path, run_dir: Path) -> Path:
 def arpo(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "arpo.cli", *args], cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "arpo.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -21,7 +21,9 @@ def test_lora_step_trains_only_the_adapter_and_saves_merged_weights(tmp_path):
     model, tokenizer = load_policy(config)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     with ToolBox([Calculator()]) as tools:
-        RLTrainer(rl_config(steps=1), model, tokenizer, arithmetic_tasks(), tools, count_ones, tmp_path).train()
+        RLTrainer(
+            rl_config(steps=1), model, tokenizer, arithmetic_tasks(), tools, count_ones, tmp_path
+        ).train()
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert changed == trainable and all("lora_" in n for n in trainable)

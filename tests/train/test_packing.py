@@ -19,11 +19,15 @@ from arpo.train.packing import ancestor_mask, pack_trees
 
 def sample_trees(model, tokenizer, prompts, m, n, seed=0):
     config = RolloutConfig.model_validate(
-        {"branching": {"rollouts_per_prompt": m, "initial_rollouts": n, "entropy_window": 4, "alpha": 0.9},
-         "max_response_tokens": 40}
+        {
+            "branching": {"rollouts_per_prompt": m, "initial_rollouts": n, "entropy_window": 4, "alpha": 0.9},
+            "max_response_tokens": 40,
+        }
     )
     with ToolBox([Calculator()]) as tools:
-        return ArpoRollout(HFGenerator(model, tokenizer), tokenizer, tools, config).run(prompts, seed=seed).trees
+        return (
+            ArpoRollout(HFGenerator(model, tokenizer), tokenizer, tools, config).run(prompts, seed=seed).trees
+        )
 
 
 def rows_for(trees, attribution, seed=0):
@@ -38,8 +42,15 @@ def rows_for(trees, attribution, seed=0):
 
 def layout(trees, rows, packing, aggregation="token-mean", pack_tokens=10_000):
     return build_minibatch(
-        trees, rows, aggregation=aggregation, packing=packing, micro_batch_size=4,
-        pack_tokens=pack_tokens, pad_id=0, dtype=torch.float64, device="cpu",
+        trees,
+        rows,
+        aggregation=aggregation,
+        packing=packing,
+        micro_batch_size=4,
+        pack_tokens=pack_tokens,
+        pad_id=0,
+        dtype=torch.float64,
+        device="cpu",
     )
 
 
@@ -90,8 +101,13 @@ def loss_and_grads(model, batch, old, config):
     for unit in batch.units:
         logprobs, entropies = unit.logprobs(model, with_entropy=True)
         parts = policy_loss(
-            logprobs, old[unit.copies], batch.advantages[unit.copies].double(), batch.scale[unit.copies].double(),
-            config, ref_logprobs=old[unit.copies] - 0.1, entropies=entropies,
+            logprobs,
+            old[unit.copies],
+            batch.advantages[unit.copies].double(),
+            batch.scale[unit.copies].double(),
+            config,
+            ref_logprobs=old[unit.copies] - 0.1,
+            entropies=entropies,
         )
         parts.loss.backward()
         total = total + parts.loss.detach()
@@ -102,11 +118,16 @@ def loss_and_grads(model, batch, old, config):
 @pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"])
 def test_packed_loss_and_gradients_equal_flat(model64, shared_trees, attribution, aggregation):
     rows = rows_for(shared_trees, attribution)
-    flat, tree = layout(shared_trees, rows, "flat", aggregation), layout(shared_trees, rows, "tree", aggregation)
+    flat, tree = (
+        layout(shared_trees, rows, "flat", aggregation),
+        layout(shared_trees, rows, "tree", aggregation),
+    )
     assert torch.equal(flat.copy_rows, tree.copy_rows) and torch.equal(flat.scale, tree.scale)
     with torch.no_grad():
         current = copy_logprobs(model64, flat)
-    old = current + torch.linspace(-0.4, 0.4, current.shape[0], dtype=torch.float64)  # ratios off 1, clips hit
+    old = current + torch.linspace(
+        -0.4, 0.4, current.shape[0], dtype=torch.float64
+    )  # ratios off 1, clips hit
     config = PolicyLossConfig(aggregation=aggregation, kl_coef=0.05, entropy_coef=0.01)
     loss_flat, grads_flat = loss_and_grads(model64, flat, old, config)
     loss_tree, grads_tree = loss_and_grads(model64, tree, old, config)

@@ -63,8 +63,15 @@ def test_dynamic_sampling_drops_zero_variance_groups(tokenizer, tmp_path, monkey
     config = rl_config(steps=1, advantage={"dynamic_sampling": True})
     with ToolBox([Calculator()]) as tools:
         trainer = RLTrainer(
-            config, model, tokenizer, arithmetic_tasks(), tools, lambda s: count_ones(s.__class__(
-                "", s.tool_calls, s.ground_truths, s.answer_type, s.finish_reason)), tmp_path
+            config,
+            model,
+            tokenizer,
+            arithmetic_tasks(),
+            tools,
+            lambda s: count_ones(
+                s.__class__("", s.tool_calls, s.ground_truths, s.answer_type, s.finish_reason)
+            ),
+            tmp_path,
         )
         (metrics,) = trainer.train()
     assert metrics["reward/groups_kept"] == 0
@@ -101,8 +108,13 @@ def test_resume_continues_exactly(tokenizer, tmp_path):
 def test_kl_needs_a_reference(tokenizer, tmp_path):
     with ToolBox([Calculator()]) as tools, pytest.raises(ValueError, match="reference"):
         RLTrainer(
-            rl_config(loss={"kl_coef": 0.1}), build_tiny_llama(tokenizer), tokenizer,
-            arithmetic_tasks(), tools, count_ones, tmp_path,
+            rl_config(loss={"kl_coef": 0.1}),
+            build_tiny_llama(tokenizer),
+            tokenizer,
+            arithmetic_tasks(),
+            tools,
+            count_ones,
+            tmp_path,
         )
 
 
@@ -111,7 +123,13 @@ def test_kl_and_entropy_terms_are_reported(tokenizer, tmp_path):
     config = rl_config(steps=1, ppo_epochs=2, loss={"kl_coef": 0.1, "entropy_coef": 0.01})
     with ToolBox([Calculator()]) as tools:
         trainer = RLTrainer(
-            config, build_tiny_llama(tokenizer, seed=0), tokenizer, arithmetic_tasks(), tools, count_ones, tmp_path,
+            config,
+            build_tiny_llama(tokenizer, seed=0),
+            tokenizer,
+            arithmetic_tasks(),
+            tools,
+            count_ones,
+            tmp_path,
             reference=reference,
         )
         (metrics,) = trainer.train()

@@ -7,7 +7,7 @@ import torch
 
 from arpo.core.tree import Origin, RolloutTree, ToolCall
 from arpo.models.tiny import build_tiny_llama
-from arpo.rollout import render_prompt
+from arpo.tasks.prompts import render_prompt
 from arpo.train.batching import LearnerRow
 from arpo.train.metrics_log import read_metrics
 from arpo.train.sft import SFTConfig, SFTTrainer
@@ -16,7 +16,9 @@ from arpo.train.sft import SFTConfig, SFTTrainer
 def demo_row(tokenizer, a: int, b: int) -> LearnerRow:
     """A one-call demonstration laid out as a rollout tree: prompt, call, result, answer."""
     encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
-    tree = RolloutTree(render_prompt(tokenizer, [{"role": "user", "content": f"what is {a}*{b}?"}]), len(tokenizer))
+    tree = RolloutTree(
+        render_prompt(tokenizer, [{"role": "user", "content": f"what is {a}*{b}?"}]), len(tokenizer)
+    )
     call = tree.add_model(tree.root, Origin.INITIAL)
     ids = encode(f"<calc>{a}*{b}</calc>")
     call.append(ids, [0.0] * len(ids), [0.0] * len(ids))
@@ -31,8 +33,14 @@ def demo_row(tokenizer, a: int, b: int) -> LearnerRow:
 def test_sft_lowers_the_loss_on_demonstrations(tokenizer, tmp_path):
     demos = [demo_row(tokenizer, a, b) for a in range(2, 9) for b in range(11, 15)]
     config = SFTConfig.model_validate(
-        {"steps": 40, "batch_size": 8, "micro_batch_size": 4, "save_every": 40,
-         "optim": {"lr": 3e-3, "warmup_steps": 5, "schedule": "cosine"}, "logging": {"tensorboard": False}}
+        {
+            "steps": 40,
+            "batch_size": 8,
+            "micro_batch_size": 4,
+            "save_every": 40,
+            "optim": {"lr": 3e-3, "warmup_steps": 5, "schedule": "cosine"},
+            "logging": {"tensorboard": False},
+        }
     )
     model = build_tiny_llama(tokenizer, seed=0)
     history = SFTTrainer(config, model, tokenizer, demos, tmp_path).train()

@@ -84,5 +84,7 @@ def test_learner_logprobs_and_entropies_match_a_plain_forward(tokenizer):
         expected = torch.log_softmax(logits, dim=-1)
         for t in range(1, len(row.token_ids)):
             assert logprobs[i, t].item() == pytest.approx(expected[t - 1, row.token_ids[t]].item(), abs=1e-10)
-            assert entropies[i, t].item() == pytest.approx(entropy_from_logits(logits[t - 1]).item(), abs=1e-10)
+            assert entropies[i, t].item() == pytest.approx(
+                entropy_from_logits(logits[t - 1]).item(), abs=1e-10
+            )
     assert logprobs[:, 0].tolist() == [0.0, 0.0]

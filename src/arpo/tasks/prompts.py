@@ -1,4 +1,5 @@
-"""The system prompt that teaches the policy the tool protocol the format gate checks.
+"""Prompts: rendering chat messages to token ids, and the system prompt that teaches the policy
+the tool protocol the format gate checks.
 
 ARPO's prompts (arXiv 2507.19849 appendix; ARPO_REFERENCE.md §7) describe the protocol in prose:
 reasoning in ``<think>``, tool calls in their tags, results in ``<result>``, the final answer in
@@ -10,8 +11,20 @@ as strings so tasks never import a tool.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from arpo.core.answer_format import FormatSpec
+
+
+def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Prompt token ids from the tokenizer's chat template, with the assistant turn opened.
+
+    The prompt is rendered once, here; every trajectory of its tree starts with these ids.
+    """
+    encoded = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    return list(encoded["input_ids"])
 
 
 def protocol_system_prompt(spec: FormatSpec, tools: Mapping[str, str]) -> str:

@@ -39,7 +39,8 @@ from arpo.core.loss import PolicyLossConfig, policy_loss
 from arpo.core.rewards import RewardInput, RewardResult
 from arpo.core.tree import RolloutTree
 from arpo.engines.hf import HFGenerator
-from arpo.rollout import ArpoRollout, RolloutConfig, render_prompt
+from arpo.rollout import ArpoRollout, RolloutConfig
+from arpo.tasks.prompts import render_prompt
 from arpo.tasks.record import Task
 from arpo.tools import ToolBox, ToolStatus
 from arpo.train.batching import LearnerRow
