@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
+from arpo.tasks.toolworld import SplitSizes, ToolworldConfig, ToolworldPaths, build_toolworld, load_tokenizer
 from arpo.tasks.prompts import render_prompt
 
 TOOL_SCRIPT = "<calc>1+2</calc><result>3</result>"
+SMALL_TOOLWORLD = ToolworldConfig(
+    seed=3,
+    train=SplitSizes(towns=20, people=40, tasks=240),
+    test=SplitSizes(towns=20, people=40, tasks=120),
+)
+"""A small toolworld built once per test session (real bm25 search and sandboxed python tools)."""
 QUESTIONS = ["what is 1+2?", "add one and two", "compute 1+2 please", "sum?"]
 
 
@@ -54,3 +63,19 @@ def tool_caller(tokenizer: PreTrainedTokenizerFast, prompts: list[list[int]]) ->
         loss.backward()
         optimizer.step()
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def bm25_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bm25-cache")
+
+
+@pytest.fixture(scope="session")
+def toolworld(tmp_path_factory: pytest.TempPathFactory, bm25_cache: Path) -> ToolworldPaths:
+    out = tmp_path_factory.mktemp("toolworld") / "env"
+    return build_toolworld(SMALL_TOOLWORLD, out, cache_dir=bm25_cache, progress=False)
+
+
+@pytest.fixture(scope="session")
+def toolworld_tokenizer(toolworld: ToolworldPaths) -> PreTrainedTokenizerFast:
+    return load_tokenizer(toolworld.tokenizer)

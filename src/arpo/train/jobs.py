@@ -5,7 +5,7 @@ A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl``, ``t
 checkpoints must be continued with ``--resume`` (or given a new ``run_dir``): nothing is
 overwritten silently.
 
-Where the data comes from (``data``), exactly one of:
+Where the data comes from (``data``), at most one of (none: ``toolworld`` with its defaults):
 
 * ``toolworld``: the built-in environment, generated from its config into ``<run_dir>/env`` (or
   reused when already there with the same config); its train tasks, demonstrations, tokenizer
@@ -66,15 +66,9 @@ class DataConfig(BaseModel):
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
         given = [n for n in ("toolworld", "toolworld_dir", "dataset") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"set exactly one of data.toolworld, data.toolworld_dir, data.dataset (got {given or 'none'})"
-            )
+        if len(given) > 1:
+            raise ValueError(f"set at most one of data.toolworld, data.toolworld_dir, data.dataset (got {given})")
         return self
-
-
-def _default_data() -> DataConfig:
-    return DataConfig(toolworld=ToolworldConfig())
 
 
 class ToolboxConfig(BaseModel):
