@@ -92,8 +92,15 @@ def reference(models: dict[str, type[BaseModel]]) -> str:
 
 def documented_commands() -> dict[str, type[BaseModel]]:
     from arpo.rollout_job import RolloutJobConfig
+    from arpo.tasks.toolworld import ToolworldConfig
+    from arpo.train.jobs import RLJobConfig, SFTJobConfig
 
-    return {"arpo rollout": RolloutJobConfig}
+    return {
+        "arpo rollout": RolloutJobConfig,
+        "arpo toolworld build": ToolworldConfig,
+        "arpo sft": SFTJobConfig,
+        "arpo train": RLJobConfig,
+    }
 
 
 if __name__ == "__main__":
