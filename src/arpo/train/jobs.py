@@ -180,13 +180,21 @@ def _start(config: JobConfig, resume: bool, console: Console) -> tuple[Path, Pat
     return run_dir, checkpoint
 
 
-def run_sft(
-    config: SFTJobConfig, *, resume: bool = False, console: Console | None = None
-) -> list[dict[str, Any]]:
+def _open_run(
+    config: JobConfig, resume: bool, console: Console | None
+) -> tuple[Path, Path | None, Environment, PolicyConfig]:
+    """Run folder, the checkpoint to resume from, the environment and the resolved model config."""
     console = console or Console(stderr=True)
     run_dir, checkpoint = _start(config, resume, console)
     env = prepare_environment(config.data, run_dir, console)
-    model, tokenizer = load_policy(resolve_model(config.model, env), checkpoint)
+    return run_dir, checkpoint, env, resolve_model(config.model, env)
+
+
+def run_sft(
+    config: SFTJobConfig, *, resume: bool = False, console: Console | None = None
+) -> list[dict[str, Any]]:
+    run_dir, checkpoint, env, policy_config = _open_run(config, resume, console)
+    model, tokenizer = load_policy(policy_config, checkpoint)
     rows = []
     for demo in load_demos(env.demos or ""):
         ids, mask = demo_example(demo, tokenizer)
@@ -200,10 +208,7 @@ def run_sft(
 def run_rl(
     config: RLJobConfig, *, resume: bool = False, console: Console | None = None
 ) -> list[dict[str, Any]]:
-    console = console or Console(stderr=True)
-    run_dir, checkpoint = _start(config, resume, console)
-    env = prepare_environment(config.data, run_dir, console)
-    policy_config = resolve_model(config.model, env)
+    run_dir, checkpoint, env, policy_config = _open_run(config, resume, console)
     model, tokenizer = load_policy(policy_config, checkpoint)
     reference = None
     if config.train.loss.kl_coef > 0:
