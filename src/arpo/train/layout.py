@@ -101,10 +101,12 @@ def build_minibatch(
     trajectory_columns = [cols for tree_cols in packing_.columns for cols in tree_cols]
     if len(trajectory_columns) != len(rows):
         raise ValueError("rows must be the trajectories of the given trees, in order")
-    packed_row = torch.empty_like(row_idx)
-    packed_col = torch.empty_like(col_idx)
-    for c, (i, t) in enumerate(zip(row_idx.tolist(), col_idx.tolist(), strict=True)):
-        packed_row[c], packed_col[c] = trajectory_columns[i][t]
+    row_grid = torch.zeros_like(flat.input_ids)
+    col_grid = torch.zeros_like(flat.input_ids)
+    for i, cols in enumerate(trajectory_columns):  # (packed row, column) of every flat position
+        where = torch.tensor(cols, dtype=torch.long, device=row_grid.device)
+        row_grid[i, : len(cols)], col_grid[i, : len(cols)] = where[:, 0], where[:, 1]
+    packed_row, packed_col = row_grid[row_idx, col_idx], col_grid[row_idx, col_idx]
     units = []
     for r, row in enumerate(packing_.rows):
         served = torch.nonzero(packed_row == r, as_tuple=True)[0]
