@@ -9,8 +9,8 @@ import torch
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
-from arpo.tasks.toolworld import SplitSizes, ToolworldConfig, ToolworldPaths, build_toolworld, load_tokenizer
 from arpo.tasks.prompts import render_prompt
+from arpo.tasks.toolworld import SplitSizes, ToolworldConfig, ToolworldPaths, build_toolworld, load_tokenizer
 
 TOOL_SCRIPT = "<calc>1+2</calc><result>3</result>"
 SMALL_TOOLWORLD = ToolworldConfig(

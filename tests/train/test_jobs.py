@@ -16,17 +16,34 @@ QUIET = {"logging": {"tensorboard": False}}
 def test_sft_then_arpo_starting_from_the_sft_run(toolworld, toolworld_tokenizer, tmp_path):
     data = {"toolworld_dir": str(toolworld.root)}
     sft = SFTJobConfig.model_validate(
-        {"run_dir": str(tmp_path / "sft"), "data": data,
-         "train": {"steps": 3, "batch_size": 8, "optim": {"lr": 1e-3}, **QUIET}}
+        {
+            "run_dir": str(tmp_path / "sft"),
+            "data": data,
+            "train": {"steps": 3, "batch_size": 8, "optim": {"lr": 1e-3}, **QUIET},
+        }
     )
     assert len(run_sft(sft)) == 3
     sft_checkpoint = latest_checkpoint(tmp_path / "sft")
-    assert (sft_checkpoint / "tokenizer.json").read_text() == (toolworld.tokenizer / "tokenizer.json").read_text()
+    assert (sft_checkpoint / "tokenizer.json").read_text() == (
+        toolworld.tokenizer / "tokenizer.json"
+    ).read_text()
 
     rl = RLJobConfig.model_validate(
-        {"run_dir": str(tmp_path / "rl"), "model": {"name": str(tmp_path / "sft")}, "data": data,
-         "train": {"steps": 2, "prompts_per_step": 2, "save_every": 1, **QUIET,
-                   "rollout": {"branching": {"rollouts_per_prompt": 4, "initial_rollouts": 2}, "max_response_tokens": 64}}}
+        {
+            "run_dir": str(tmp_path / "rl"),
+            "model": {"name": str(tmp_path / "sft")},
+            "data": data,
+            "train": {
+                "steps": 2,
+                "prompts_per_step": 2,
+                "save_every": 1,
+                **QUIET,
+                "rollout": {
+                    "branching": {"rollouts_per_prompt": 4, "initial_rollouts": 2},
+                    "max_response_tokens": 64,
+                },
+            },
+        }
     )
     history = run_rl(rl)
     assert [m["step"] for m in read_metrics(tmp_path / "rl")] == [1, 2]
@@ -35,14 +52,21 @@ def test_sft_then_arpo_starting_from_the_sft_run(toolworld, toolworld_tokenizer,
     assert saved["model"]["name"] == str(tmp_path / "sft")
     with pytest.raises(FileExistsError, match="--resume"):
         run_rl(rl)
-    assert run_rl(rl.model_copy(update={"train": rl.train.model_copy(update={"steps": 3})}), resume=True)[0]["step"] == 3
+    assert (
+        run_rl(rl.model_copy(update={"train": rl.train.model_copy(update={"steps": 3})}), resume=True)[0][
+            "step"
+        ]
+        == 3
+    )
 
 
 def test_job_configs_are_validated():
     with pytest.raises(ConfigError, match="tools"):
         load_config(RLJobConfig, None, ["data.dataset.path=x.jsonl"])
     with pytest.raises(ConfigError, match="at most one"):
-        load_config(RLJobConfig, None, ["data.dataset.path=x.jsonl", "data.toolworld_dir=env", "tools=[{name: calc}]"])
+        load_config(
+            RLJobConfig, None, ["data.dataset.path=x.jsonl", "data.toolworld_dir=env", "tools=[{name: calc}]"]
+        )
     with pytest.raises(ConfigError, match="demonstrations"):
         load_config(SFTJobConfig, None, ["data.dataset.path=x.jsonl"])
     with pytest.raises(ConfigError, match="train.loss.clip_low"):

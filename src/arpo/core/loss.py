@@ -57,18 +57,27 @@ class PolicyLossConfig(BaseModel):
     entropy_coef: float = Field(0.0, ge=0, description="β_H: entropy bonus weight.")
 
 
-def token_scale(weights: torch.Tensor, aggregation: Aggregation) -> torch.Tensor:
-    """Scale s = c·w for a mini-batch of ``weights`` ``[B, T]`` (0 off the loss mask)."""
-    in_loss = weights > 0
-    if aggregation == "token-mean":
-        total = weights.sum()
-        return weights / total if total > 0 else torch.zeros_like(weights)
-    lengths = in_loss.sum(dim=1, keepdim=True)
-    sequences = (lengths > 0).sum()
-    if sequences == 0:
+def batch_totals(weights: torch.Tensor) -> tuple[float, float]:
+    """(Σ w, number of sequences with loss tokens) of ``weights`` ``[B, T]``."""
+    return float(weights.sum()), float((weights > 0).any(dim=1).sum())
+
+
+def token_scale(
+    weights: torch.Tensor, aggregation: Aggregation, totals: tuple[float, float] | None = None
+) -> torch.Tensor:
+    """Scale s = c·w for ``weights`` ``[B, T]`` (0 off the loss mask).
+
+    ``totals`` = (Σ w, G) of the whole mini-batch when ``weights`` is only part of it (another
+    process's rows, see :func:`batch_totals`); by default the totals of ``weights`` itself.
+    """
+    total_weight, sequences = totals if totals is not None else batch_totals(weights)
+    if total_weight <= 0 or sequences <= 0:
         return torch.zeros_like(weights)
+    if aggregation == "token-mean":
+        return weights / total_weight
     if aggregation == "seq-mean-token-mean":
-        return weights / (lengths.clamp(min=1) * sequences)
+        lengths = (weights > 0).sum(dim=1, keepdim=True).clamp(min=1)
+        return weights / (lengths * sequences)
     return weights / sequences
 
 

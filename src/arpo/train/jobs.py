@@ -67,7 +67,9 @@ class DataConfig(BaseModel):
     def _one_source(self) -> DataConfig:
         given = [n for n in ("toolworld", "toolworld_dir", "dataset") if getattr(self, n) is not None]
         if len(given) > 1:
-            raise ValueError(f"set at most one of data.toolworld, data.toolworld_dir, data.dataset (got {given})")
+            raise ValueError(
+                f"set at most one of data.toolworld, data.toolworld_dir, data.dataset (got {given})"
+            )
         return self
 
 

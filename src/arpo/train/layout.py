@@ -83,10 +83,17 @@ def build_minibatch(
     pad_id: int,
     dtype: torch.dtype,
     device: torch.device | str,
+    totals: tuple[float, float] | None = None,
+    loss_multiplier: float = 1.0,
 ) -> MiniBatch:
-    """Lay out ``rows`` (the trajectories of ``trees``, tree by tree, in trajectory order)."""
+    """Lay out ``rows`` (the trajectories of ``trees``, tree by tree, in trajectory order).
+
+    ``totals`` are the mini-batch's normalisers when ``rows`` are one process's share of it, and
+    ``loss_multiplier`` scales every copy (the number of processes, which the gradient
+    all-reduce divides by again).
+    """
     flat = pad_rows(rows, pad_id, device)
-    scale_grid = token_scale(flat.weights, aggregation)
+    scale_grid = token_scale(flat.weights, aggregation, totals) * loss_multiplier
     row_idx, col_idx = torch.nonzero(flat.weights > 0, as_tuple=True)  # copies, row-major
     advantages = flat.advantages[row_idx, col_idx]
     scale = scale_grid[row_idx, col_idx]

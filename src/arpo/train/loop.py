@@ -1,5 +1,11 @@
 """What every training loop shares: accelerate set-up, the step loop, metrics, checkpoints, resume.
 
+Data parallelism (DDP, FSDP, DeepSpeed through ``accelerate launch`` or ``torchrun``): every
+process draws the same global batch and works on its shard (``shard``); normalisers that span
+the batch are summed over processes (``all_sum``), and loss scales are multiplied by the number
+of processes because the gradient all-reduce averages. Metrics are averaged over processes;
+only the main process writes metrics and checkpoints.
+
 A subclass provides ``train_step() -> metrics`` and uses ``self.model`` (wrapped by accelerate),
 ``self.policy`` (the plain module, e.g. for generation and saving), ``self.optimizer``,
 ``self.scheduler`` (stepped once per training step by the loop) and ``self.sampler`` (the task
@@ -18,6 +24,7 @@ from typing import Any, Literal
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from pydantic import BaseModel, ConfigDict, Field
 
 from arpo.train.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
@@ -57,7 +64,47 @@ class TrainLoop:
         self.policy = self.accelerator.unwrap_model(self.model)
         self.sampler = TaskSampler(num_examples, config.seed)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.world = self.accelerator.num_processes
+        self.rank = self.accelerator.process_index
         self.step = 0
+
+    # ----- data parallelism -------------------------------------------------------------------
+    def check_divisible(self, name: str, value: int) -> None:
+        if value % self.world:
+            raise ValueError(f"{name} ({value}) must be a multiple of the number of processes ({self.world})")
+
+    def shard(self, items: list[Any]) -> list[Any]:
+        """This process's share of a global batch (every ``world``-th item)."""
+        return items[self.rank :: self.world]
+
+    def all_sum(self, *values: float) -> tuple[float, ...]:
+        """Sums over all processes."""
+        if self.world == 1:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
+        return tuple(float(v) for v in self.accelerator.reduce(tensor, reduction="sum"))
+
+    def all_gather(self, value: Any) -> list[Any]:
+        """``value`` of every process, in rank order."""
+        return [value] if self.world == 1 else gather_object([value])
+
+    def mean_over_processes(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Numeric metrics averaged over the processes that report them; others from process 0."""
+        every = self.all_gather(metrics)
+        merged = dict(every[0])
+        for key in {k for m in every for k in m}:
+            values = [
+                m[key] for m in every if isinstance(m.get(key), int | float) and not isinstance(m[key], bool)
+            ]
+            if values:
+                merged[key] = sum(values) / len(values)
+        return merged
+
+    def dummy_backward(self) -> None:
+        """A zero-loss pass through the model, so this process joins the gradient all-reduce of an
+        optimizer step for which it has no data."""
+        ids = torch.full((1, 1), self.pad_id, dtype=torch.long, device=self.accelerator.device)
+        self.accelerator.backward(self.model(input_ids=ids).logits.sum() * 0.0)
 
     def train_step(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -89,27 +136,31 @@ class TrainLoop:
         self.step = state["step"]
         return checkpoint
 
-    def save(self) -> Path:
-        keep = self.loop_config.keep_checkpoints
-        return save_checkpoint(self.run_dir, self.step, self.policy, self.tokenizer, self.state_dict(), keep)
+    def save(self) -> None:
+        """Checkpoint (main process only; every process waits until it is written)."""
+        if self.accelerator.is_main_process:
+            keep = self.loop_config.keep_checkpoints
+            save_checkpoint(self.run_dir, self.step, self.policy, self.tokenizer, self.state_dict(), keep)
+        self.accelerator.wait_for_everyone()
 
     # ----- the loop ----------------------------------------------------------------------------
     def train(self, on_step: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
         """Run from the current step to ``config.steps``; returns the metrics of the steps run."""
         cfg = self.loop_config
-        logger = MetricsLogger(self.run_dir, cfg.logging, resume_step=self.step)
+        main = self.accelerator.is_main_process
+        logger = MetricsLogger(self.run_dir, cfg.logging, resume_step=self.step) if main else None
         history = []
         try:
-            main = self.accelerator.is_main_process
             with StepProgress(cfg.steps, self.step, enabled=main, label=self.label) as bar:
                 while self.step < cfg.steps:
-                    metrics = self.train_step()
+                    metrics = self.mean_over_processes(self.train_step())
                     with warnings.catch_warnings():  # a step may legitimately skip the update
                         warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
                         self.scheduler.step()
                     self.step += 1
                     metrics["lr"] = self.scheduler.get_last_lr()[0]
-                    logger.log(self.step, metrics)
+                    if logger is not None:
+                        logger.log(self.step, metrics)
                     history.append({"step": self.step, **metrics})
                     bar.update(self.step, metrics)
                     if self.step % cfg.save_every == 0 or self.step == cfg.steps:
@@ -117,7 +168,8 @@ class TrainLoop:
                     if on_step is not None:
                         on_step(self.step, metrics)
         finally:
-            logger.close()
+            if logger is not None:
+                logger.close()
         return history
 
     def micro_step(self, last: bool) -> AbstractContextManager[Any]:

@@ -99,6 +99,8 @@ class RLTrainer(TrainLoop):
         if config.loss.kl_coef > 0 and reference is None:
             raise ValueError("loss.kl_coef > 0 needs a reference model")
         super().__init__(config, model, tokenizer, run_dir, len(tasks))
+        self.check_divisible("train.prompts_per_step", config.prompts_per_step)
+        self.check_divisible("train.mini_batch_prompts", config.mini_batch_prompts or config.prompts_per_step)
         self.config = config
         self.tasks = list(tasks)
         self.reward_fn = reward_fn
@@ -112,17 +114,17 @@ class RLTrainer(TrainLoop):
     def train_step(self) -> dict[str, Any]:
         cfg = self.config
         started = time.perf_counter()
-        tasks = [self.tasks[i] for i in self.sampler.take(cfg.prompts_per_step)]
+        tasks = self.shard([self.tasks[i] for i in self.sampler.take(cfg.prompts_per_step)])
         prompts = [render_prompt(self.tokenizer, task.chat()) for task in tasks]
         self.model.eval()
         batch = self.rollout.run(
             prompts,
-            seed=cfg.seed * 1_000_003 + self.step,
+            seed=cfg.seed * 1_000_003 + self.step * self.world + self.rank,
             metas=[{"task": t.id, "source": t.source} for t in tasks],
         )
         rollout_time = time.perf_counter() - started
         scored = self._score(batch.trees, tasks)
-        update = self._update(scored) if scored.rows else {}
+        update = self._update(scored)
         stats = {k: v for k, v in batch.stats.items() if isinstance(v, int | float) and v is not None}
         return {
             **scored.metrics,
@@ -151,7 +153,9 @@ class RLTrainer(TrainLoop):
                 rewards.append(result.total + bonus)
             groups.append(rewards)
         kept = [i for i, g in enumerate(groups) if not cfg.dynamic_sampling or has_signal(g)]
-        advantages = group_advantages([groups[i] for i in kept], cfg)
+        every = self.all_gather([groups[i] for i in kept])  # batch statistics span all processes
+        offset = sum(len(part) for part in every[: self.rank])
+        advantages = group_advantages([g for part in every for g in part], cfg)[offset : offset + len(kept)]
         rows: list[LearnerRow] = []
         rows_by_group: dict[int, list[int]] = {}
         for g, adv in zip(kept, advantages, strict=True):
@@ -170,7 +174,9 @@ class RLTrainer(TrainLoop):
         return _Scored({g: trees[g] for g in kept}, rows, rows_by_group, metrics)
 
     # ----- the update ----------------------------------------------------------------------------
-    def _layout(self, groups: list[int], scored: _Scored) -> tuple[MiniBatch, list[int]]:
+    def _layout(
+        self, groups: list[int], scored: _Scored, totals: tuple[float, float] | None = None
+    ) -> tuple[MiniBatch, list[int]]:
         """Layout of the given groups' trajectories, and their rows' indices in ``scored.rows``."""
         cfg = self.config
         index = [i for g in groups for i in scored.rows_by_group[g]]
@@ -184,6 +190,8 @@ class RLTrainer(TrainLoop):
             pad_id=self.pad_id,
             dtype=next(self.policy.parameters()).dtype,
             device=self.accelerator.device,
+            totals=totals,
+            loss_multiplier=float(self.world),
         )
         return batch, index
 
@@ -201,29 +209,48 @@ class RLTrainer(TrainLoop):
         return grid
 
     def _update(self, scored: _Scored) -> dict[str, float]:
+        """``ppo_epochs`` passes of optimizer steps over mini-batches of this step's trees.
+
+        The number of optimizer steps per pass is fixed by the config, the same in every process;
+        a mini-batch that is empty everywhere (dynamic sampling dropped its groups) is skipped, a
+        process with no share of a non-empty one joins the all-reduce with a zero loss.
+        """
         cfg = self.config
         groups = sorted(scored.rows_by_group)
-        shape = (len(scored.rows), max(len(r.token_ids) for r in scored.rows))
-        everything, index = self._layout(groups, scored)
-        old = self._copy_logprobs(self.model, everything, index, shape)
-        ref = (
-            self._copy_logprobs(self.reference, everything, index, shape)
-            if self.reference is not None
-            else None
-        )
+        per_step = cfg.mini_batch_prompts or cfg.prompts_per_step
+        chunks = -(-cfg.prompts_per_step // per_step)
+        local_size = per_step // self.world
+        metrics: dict[str, float] = {}
+        old = ref = None
+        if groups:
+            shape = (len(scored.rows), max(len(r.token_ids) for r in scored.rows))
+            everything, index = self._layout(groups, scored)
+            old = self._copy_logprobs(self.model, everything, index, shape)
+            if self.reference is not None:
+                ref = self._copy_logprobs(self.reference, everything, index, shape)
+            metrics["train/tokens_forwarded"] = float(everything.tokens_forwarded)
         self.model.train()
-        order_rng = random.Random(cfg.seed * 7_919 + self.step)
-        size = cfg.mini_batch_prompts or len(groups)
+        order_rng = random.Random((cfg.seed * 7_919 + self.step) * self.world + self.rank)
         sums: dict[str, list[float]] = {}
         for _ in range(cfg.ppo_epochs):
             shuffled = list(groups)
             order_rng.shuffle(shuffled)
-            for start in range(0, len(shuffled), size):
-                batch, index = self._layout(sorted(shuffled[start : start + size]), scored)
+            for j in range(chunks):
+                chosen = sorted(shuffled[j * local_size : (j + 1) * local_size])
+                rows = [scored.rows[i] for g in chosen for i in scored.rows_by_group[g]]
+                weight = sum(sum(r.weights) for r in rows)
+                totals = self.all_sum(weight, float(sum(any(w > 0 for w in r.weights) for r in rows)))
+                if totals[0] <= 0:
+                    continue
+                if not chosen:
+                    with self.micro_step(last=True):
+                        self.dummy_backward()
+                    self.clip_and_step()
+                    continue
+                batch, index = self._layout(chosen, scored, totals)
                 for key, value in self._optimizer_step(batch, index, old, ref).items():
                     sums.setdefault(key, []).append(value)
-        metrics = {key: statistics.fmean(values) for key, values in sums.items()}
-        metrics["train/tokens_forwarded"] = float(everything.tokens_forwarded)
+        metrics.update({key: statistics.fmean(values) for key, values in sums.items()})
         return metrics
 
     def _optimizer_step(

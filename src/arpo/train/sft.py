@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from arpo.core.loss import token_scale
+from arpo.core.loss import batch_totals, token_scale
 from arpo.train.batching import LearnerRow, micro_batches, pad_rows
 from arpo.train.logprobs import token_logprobs
 from arpo.train.loop import LoopConfig, TrainLoop
@@ -44,14 +44,16 @@ class SFTTrainer(TrainLoop):
         if not any(any(w > 0 for w in row.weights) for row in demos):
             raise ValueError("the demonstrations contain no model tokens to learn from")
         super().__init__(config, model, tokenizer, run_dir, len(demos))
+        self.check_divisible("train.batch_size", config.batch_size)
         self.config = config
         self.demos = list(demos)
 
     def train_step(self) -> dict[str, Any]:
         cfg = self.config
-        rows = [self.demos[i] for i in self.sampler.take(cfg.batch_size)]
+        rows = self.shard([self.demos[i] for i in self.sampler.take(cfg.batch_size)])
         batch = pad_rows(rows, self.pad_id, self.accelerator.device)
-        scale = token_scale(batch.weights, "token-mean")
+        totals = self.all_sum(*batch_totals(batch.weights))
+        scale = token_scale(batch.weights, "token-mean", totals) * self.world
         self.model.train()
         total = 0.0
         slices = list(micro_batches(len(batch), cfg.micro_batch_size))
@@ -62,4 +64,8 @@ class SFTTrainer(TrainLoop):
                 loss = -(scale[micro] * logprobs.float()).sum()
                 self.accelerator.backward(loss)
             total += loss.item()
-        return {"loss/sft": total, "tokens": float(batch.weights.sum()), "grad_norm": self.clip_and_step()}
+        return {
+            "loss/sft": total,
+            "tokens": float(batch.weights.sum()),
+            "grad_norm": self.clip_and_step(),
+        }

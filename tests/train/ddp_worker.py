@@ -1,0 +1,48 @@
+"""One process of a 2-process data-parallel RL step (run by tests/train/test_data_parallel.py).
+
+Launched with ``torchrun --nproc_per_node 2`` and ``ACCELERATE_USE_CPU=true`` (gloo); each
+process writes its parameters after the step to ``<out>/rank<r>.pt``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
+from arpo.tools import Calculator, ToolBox
+from arpo.train.rl import RLConfig, RLTrainer
+from tests.train.helpers import arithmetic_tasks, count_ones
+
+
+def main(out: Path) -> None:
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_llama(tokenizer, seed=0)
+    config = RLConfig.model_validate(
+        {
+            "steps": 1,
+            "prompts_per_step": 4,
+            "mini_batch_prompts": 2,
+            "micro_batch_size": 3,
+            "rollout": {
+                "branching": {"rollouts_per_prompt": 4, "initial_rollouts": 2, "entropy_window": 4},
+                "max_response_tokens": 24,
+            },
+            "optim": {"lr": 1e-2},
+            "logging": {"tensorboard": False},
+        }
+    )
+    with ToolBox([Calculator()]) as tools:
+        trainer = RLTrainer(config, model, tokenizer, arithmetic_tasks(), tools, count_ones, out / "run")
+        (metrics,) = trainer.train()
+        torch.save(
+            {"params": trainer.policy.state_dict(), "world": trainer.world, "metrics": metrics},
+            out / f"rank{trainer.rank}.pt",
+        )
+        trainer.accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

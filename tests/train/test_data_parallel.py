@@ -1,0 +1,49 @@
+"""Two CPU processes (gloo) train on shards of one batch and end with identical parameters."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_two_processes_end_with_identical_parameters(tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun is not None
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [
+            torchrun,
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29531",
+            str(ROOT / "tests/train/ddp_worker.py"),
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert rank0["world"] == rank1["world"] == 2
+    initial = build_tiny_llama(build_char_tokenizer(), seed=0).state_dict()
+    for name, value in rank0["params"].items():
+        assert torch.equal(value, rank1["params"][name]), name
+        assert not torch.equal(value, initial[name]), f"{name} did not change"
+    assert rank0["metrics"] == rank1["metrics"], "metrics are averaged over the processes"
+    assert rank0["metrics"]["rollout/prompts"] == 2, "each process rolls out its half of the 4 prompts"
+    assert (tmp_path / "run" / "checkpoints" / "step-00000001").is_dir()
