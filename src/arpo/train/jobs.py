@@ -79,6 +79,9 @@ class ToolboxConfig(BaseModel):
     max_workers: int = Field(8, ge=1, description="Tool calls running at once.")
     timeout_s: float = Field(30.0, gt=0, description="Wall-clock limit per call.")
     max_result_chars: int = Field(2000, gt=20, description="Tool results are cut to this many characters.")
+    max_result_tokens: int | None = Field(
+        None, ge=1, description="Tool results are also cut to this many tokens of the policy's tokenizer."
+    )
 
 
 class JobConfig(BaseModel):
@@ -215,7 +218,8 @@ def run_rl(
     reference = None
     if config.train.loss.kl_coef > 0:
         reference, _ = load_policy(policy_config.model_copy(update={"lora": None}))
-    toolbox = build_toolbox(config.tools or env.tool_specs, **config.toolbox.model_dump())
+    count = {"count_tokens": tokenizer} if config.toolbox.max_result_tokens else {}
+    toolbox = build_toolbox(config.tools or env.tool_specs, **config.toolbox.model_dump(), **count)
     try:
         trainer = RLTrainer(
             config.train,
