@@ -9,7 +9,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/arpo rollout --out runs/example/trees.json
+	.venv/bin/arpo demo
 
 test: setup
 	.venv/bin/python -m pytest -q

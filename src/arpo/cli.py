@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 toolworld_app = typer.Typer(help="The built-in tool-use environment.", no_args_is_help=True)
 app.add_typer(toolworld_app, name="toolworld")
+analyze_app = typer.Typer(help="Analyses of a model's behaviour.", no_args_is_help=True)
+app.add_typer(analyze_app, name="analyze")
 console = Console(stderr=True)
 
 Overrides = Annotated[
@@ -101,6 +103,81 @@ def train(overrides: Overrides = None, config: ConfigFile = None, resume: Resume
     console.print(
         f"[green]done[/green]: {len(history)} steps; checkpoints in {Path(cfg.run_dir) / 'checkpoints'}"
     )
+
+
+@app.command("eval")
+def evaluate(overrides: Overrides = None, config: ConfigFile = None) -> None:
+    """Evaluate a model on data sets with tools: per-sample records and a summary table."""
+    from arpo.eval.evaluate import EvalConfig, run_eval
+    from arpo.eval.summary import summary_table
+    from arpo.report.markdown import to_markdown
+
+    cfg = _load(EvalConfig, config, overrides)
+    try:
+        summary = run_eval(cfg, console)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(exc) from None
+    tables = [summary_table(summary["datasets"], cfg.pass_k)]
+    if summary["families"]:
+        tables.append(summary_table(summary["families"], cfg.pass_k))
+    print(to_markdown(tables), end="")
+    console.print(
+        f"[green]wrote[/green] {Path(cfg.out_dir) / 'records.jsonl'} and {Path(cfg.out_dir) / 'summary.md'}"
+    )
+
+
+@analyze_app.command("entropy")
+def analyze_entropy(overrides: Overrides = None, config: ConfigFile = None) -> None:
+    """Mean token entropy before and after tool results (ARPO's motivating figure)."""
+    from arpo.analysis.entropy import EntropyAnalysisConfig, profile_table, run_entropy_analysis
+    from arpo.report.markdown import to_markdown
+
+    cfg = _load(EntropyAnalysisConfig, config, overrides)
+    try:
+        profile = run_entropy_analysis(cfg, console)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(exc) from None
+    print(to_markdown([profile_table(profile)]), end="")
+    console.print(
+        f"[green]wrote[/green] {Path(cfg.out_dir) / 'entropy.png'} and {Path(cfg.out_dir) / 'entropy.json'}"
+    )
+
+
+@app.command()
+def demo(
+    overrides: Overrides = None,
+    config: ConfigFile = None,
+    overwrite: Annotated[bool, typer.Option(help="Delete the demo's out_dir first.")] = False,
+) -> None:
+    """The CPU demo: environment, tiny model, SFT, ARPO and GRPO, held-out evaluation, report."""
+    from arpo.demo import DemoConfig, run_demo
+
+    cfg = _load(DemoConfig, config, overrides)
+    try:
+        path = run_demo(cfg, overwrite=overwrite, console=console)
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]report:[/green] {path} (and {path.with_suffix('.html')})")
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Training run folder (with metrics.jsonl).")],
+    compare: Annotated[
+        list[Path] | None, typer.Option("--compare", help="Another run to overlay (repeatable).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for the report; default: RUN.")
+    ] = None,
+) -> None:
+    """Write a training run's report (report.md/html with plots), optionally overlaid with other runs."""
+    from arpo.report.run_report import write_run_report
+
+    try:
+        path = write_run_report(run, compare or [], out)
+    except FileNotFoundError as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]wrote[/green] {path}")
 
 
 @toolworld_app.command("build")

@@ -91,6 +91,9 @@ def reference(models: dict[str, type[BaseModel]]) -> str:
 
 
 def documented_commands() -> dict[str, type[BaseModel]]:
+    from arpo.analysis.entropy import EntropyAnalysisConfig
+    from arpo.demo import DemoConfig
+    from arpo.eval.evaluate import EvalConfig
     from arpo.rollout_job import RolloutJobConfig
     from arpo.tasks.toolworld import ToolworldConfig
     from arpo.train.jobs import RLJobConfig, SFTJobConfig
@@ -100,6 +103,9 @@ def documented_commands() -> dict[str, type[BaseModel]]:
         "arpo toolworld build": ToolworldConfig,
         "arpo sft": SFTJobConfig,
         "arpo train": RLJobConfig,
+        "arpo eval": EvalConfig,
+        "arpo analyze entropy": EntropyAnalysisConfig,
+        "arpo demo": DemoConfig,
     }
 
 

@@ -1,7 +1,8 @@
 """``arpo sft`` and ``arpo train``: a YAML config (+ dotted overrides) → a run folder.
 
-A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl``, ``tensorboard/`` and
-``checkpoints/step-*/`` (see :mod:`arpo.train.checkpoint`). A run whose folder already has
+A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl``, ``tensorboard/``,
+``checkpoints/step-*/`` (see :mod:`arpo.train.checkpoint`) and, once the job ends, ``report.md`` /
+``report.html`` with plots (:mod:`arpo.report.run_report`). A run whose folder already has
 checkpoints must be continued with ``--resume`` (or given a new ``run_dir``): nothing is
 overwritten silently.
 
@@ -31,6 +32,7 @@ from rich.console import Console
 from arpo.core.rewards import RewardConfig, make_reward_fn
 from arpo.io import atomic_write_text
 from arpo.models.loading import PolicyConfig, load_policy
+from arpo.report.run_report import write_run_report
 from arpo.tasks.loaders import DatasetConfig, load_tasks
 from arpo.tasks.record import Task
 from arpo.tasks.toolworld import (
@@ -43,6 +45,7 @@ from arpo.tasks.toolworld import (
     read_config,
     tool_specs,
 )
+from arpo.tools import ToolBox
 from arpo.tools.registry import build_toolbox
 from arpo.train.batching import LearnerRow
 from arpo.train.checkpoint import latest_checkpoint
@@ -82,6 +85,11 @@ class ToolboxConfig(BaseModel):
     max_result_tokens: int | None = Field(
         None, ge=1, description="Tool results are also cut to this many tokens of the policy's tokenizer."
     )
+
+    def build(self, specs: list[dict[str, Any]], tokenizer: Any) -> ToolBox:
+        """The tool box of ``specs`` with these limits (``tokenizer`` counts result tokens)."""
+        count = {"count_tokens": tokenizer} if self.max_result_tokens else {}
+        return build_toolbox(specs, **self.model_dump(), **count)
 
 
 class JobConfig(BaseModel):
@@ -207,7 +215,10 @@ def run_sft(
     trainer = SFTTrainer(config.train, model, tokenizer, rows, run_dir)
     if checkpoint is not None:
         trainer.resume()
-    return trainer.train()
+    history = trainer.train()
+    if trainer.accelerator.is_main_process:
+        write_run_report(run_dir)
+    return history
 
 
 def run_rl(
@@ -218,8 +229,7 @@ def run_rl(
     reference = None
     if config.train.loss.kl_coef > 0:
         reference, _ = load_policy(policy_config.model_copy(update={"lora": None}))
-    count = {"count_tokens": tokenizer} if config.toolbox.max_result_tokens else {}
-    toolbox = build_toolbox(config.tools or env.tool_specs, **config.toolbox.model_dump(), **count)
+    toolbox = config.toolbox.build(config.tools or env.tool_specs, tokenizer)
     try:
         trainer = RLTrainer(
             config.train,
@@ -233,6 +243,9 @@ def run_rl(
         )
         if checkpoint is not None:
             trainer.resume()
-        return trainer.train()
+        history = trainer.train()
+        if trainer.accelerator.is_main_process:
+            write_run_report(run_dir)
+        return history
     finally:
         toolbox.close()

@@ -1,0 +1,1 @@
+"""Analyses of a policy's behaviour (``arpo analyze``)."""

@@ -1,0 +1,85 @@
+"""Plain sampling for evaluation and analysis: k independent trajectories per task, no branching.
+
+Evaluation reuses the rollout loop (:mod:`arpo.rollout`) with N = M = k, so a sample is produced
+exactly as during training (same tool loop, budgets, token-in/token-out); only the branching is
+off. Tasks go through the generator in batches of ``prompts_per_batch`` prompts, each batch
+seeded with ``seed + batch index``, so results do not depend on anything but the config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from arpo.core.tree import RolloutTree
+from arpo.engines.hf import HFGenerator
+from arpo.rollout import ArpoRollout, RolloutConfig
+from arpo.tasks.prompts import render_prompt
+from arpo.tasks.record import Task
+from arpo.tools import ToolBox
+
+
+class SamplingConfig(BaseModel):
+    """How each task is sampled: k samples, temperature, budgets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    samples: int = Field(1, ge=1, description="k: samples per task (pass@k needs k >= its k).")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 = greedy (one sample).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    max_response_tokens: int = Field(
+        512, ge=1, description="Budget of tokens after the prompt per sample (model + tool tokens)."
+    )
+    max_tool_calls: int = Field(4, ge=0, description="Tool calls per sample; later calls are refused.")
+    prompts_per_batch: int = Field(32, ge=1, description="Tasks sampled together in one rollout batch.")
+    seed: int = Field(0, description="Seed of the first batch (batch i uses seed + i).")
+
+    @model_validator(mode="after")
+    def _greedy_is_one_sample(self) -> SamplingConfig:
+        if self.temperature == 0 and self.samples > 1:
+            raise ValueError(
+                f"temperature 0 (greedy) gives {self.samples} identical samples: set samples=1 or temperature > 0"
+            )
+        return self
+
+    def rollout_config(self) -> RolloutConfig:
+        """The rollout's config: N = M = samples (no branching)."""
+        return RolloutConfig.model_validate(
+            {
+                "branching": {"rollouts_per_prompt": self.samples, "initial_rollouts": self.samples},
+                "temperature": self.temperature,
+                "top_p": self.top_p,
+                "max_response_tokens": self.max_response_tokens,
+                "max_tool_calls": self.max_tool_calls,
+            }
+        )
+
+
+def sample_trees(
+    model: Any,
+    tokenizer: Any,
+    tasks: Sequence[Task],
+    tools: ToolBox,
+    config: SamplingConfig,
+    *,
+    label: str = "sampling",
+    console: Console | None = None,
+) -> list[RolloutTree]:
+    """One tree of ``config.samples`` trajectories per task, in task order (progress bar on stderr)."""
+    rollout = ArpoRollout(HFGenerator(model, tokenizer), tokenizer, tools, config.rollout_config())
+    size = config.prompts_per_batch
+    trees: list[RolloutTree] = []
+    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console or Console(stderr=True)) as bar:
+        progress = bar.add_task("", total=len(tasks))
+        for index, start in enumerate(range(0, len(tasks), size)):
+            batch = tasks[start : start + size]
+            prompts = [render_prompt(tokenizer, task.chat()) for task in batch]
+            metas = [{"task": task.id, "source": task.source} for task in batch]
+            trees += rollout.run(prompts, seed=config.seed + index, metas=metas).trees
+            bar.advance(progress, len(batch))
+    return trees

@@ -1,0 +1,1 @@
+"""Reports: plots of training runs and evaluations, written as Markdown and HTML pages."""
