@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -75,19 +75,22 @@ def rollout(
     console.print(f"[green]wrote[/green] {len(cfg.prompts)} trees to {out}")
 
 
+def _train(job: type[M], run: Any, config: Path | None, overrides: list[str] | None, resume: bool) -> None:
+    cfg = _load(job, config, overrides)
+    try:
+        history = run(cfg, resume=resume, console=console)
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        raise _fail(exc) from None
+    checkpoints = Path(cfg.run_dir) / "checkpoints"  # type: ignore[attr-defined]
+    console.print(f"[green]done[/green]: {len(history)} steps; checkpoints in {checkpoints}")
+
+
 @app.command()
 def sft(overrides: Overrides = None, config: ConfigFile = None, resume: Resume = False) -> None:
     """Cold-start SFT on demonstrations (loss on the model's own tokens only)."""
     from arpo.train.jobs import SFTJobConfig, run_sft
 
-    cfg = _load(SFTJobConfig, config, overrides)
-    try:
-        history = run_sft(cfg, resume=resume, console=console)
-    except (FileExistsError, FileNotFoundError, ValueError) as exc:
-        raise _fail(exc) from None
-    console.print(
-        f"[green]done[/green]: {len(history)} steps; checkpoints in {Path(cfg.run_dir) / 'checkpoints'}"
-    )
+    _train(SFTJobConfig, run_sft, config, overrides, resume)
 
 
 @app.command()
@@ -95,14 +98,7 @@ def train(overrides: Overrides = None, config: ConfigFile = None, resume: Resume
     """ARPO (or GRPO) reinforcement learning with tools."""
     from arpo.train.jobs import RLJobConfig, run_rl
 
-    cfg = _load(RLJobConfig, config, overrides)
-    try:
-        history = run_rl(cfg, resume=resume, console=console)
-    except (FileExistsError, FileNotFoundError, ValueError) as exc:
-        raise _fail(exc) from None
-    console.print(
-        f"[green]done[/green]: {len(history)} steps; checkpoints in {Path(cfg.run_dir) / 'checkpoints'}"
-    )
+    _train(RLJobConfig, run_rl, config, overrides, resume)
 
 
 @app.command("eval")
