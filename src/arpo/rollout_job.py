@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
-from arpo.engines.hf import HFGenerator
+from arpo.engines.factory import build_generator
 from arpo.io import atomic_write_json
 from arpo.models.loading import PolicyConfig, load_policy
 from arpo.rollout import ArpoRollout, RolloutConfig, TokenCodec
@@ -57,7 +57,7 @@ class RolloutJobConfig(BaseModel):
 def run_rollout_job(config: RolloutJobConfig, out: Path, console: Console | None = None) -> dict[str, Any]:
     console = console or Console(stderr=True)
     model, tokenizer = load_policy(config.model)
-    generator = HFGenerator(model, tokenizer)
+    generator = build_generator(config.rollout.engine, model, tokenizer, config.rollout.vllm)
     system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
     prompts = [render_prompt(tokenizer, [*system, {"role": "user", "content": p}]) for p in config.prompts]
     with ToolBox([Calculator()]) as tools, console.status("sampling rollout trees") as status:

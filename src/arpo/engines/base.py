@@ -20,13 +20,19 @@ Contract of :meth:`Generator.generate` for each requested path:
 parent's cached state for that prefix instead of recomputing it. ``stats`` counts tokens pushed
 through the model as prefill (prompt, tool results, recomputed tokens) and as decode steps, so
 prefix sharing is measurable.
+
+Weights: ``update_weights(model)`` is called by the trainer after each optimizer phase; engines
+that sample with the learner's own module (transformers) have nothing to do, engines that hold a
+copy (vLLM) load the new weights and drop every cached state computed with the old ones.
+``sleep()`` tells the engine that no call comes until the learner has updated (it may free
+accelerator memory); the next call wakes it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -103,3 +109,9 @@ class Generator(Protocol):
 
     def release(self, path: int) -> None:
         """Forget a path and free its cached state."""
+
+    def update_weights(self, model: Any) -> None:
+        """Sample from ``model``'s current weights from now on; no cached state may predate them."""
+
+    def sleep(self) -> None:
+        """Free what the engine can until its next call (nothing, for engines that hold nothing)."""

@@ -140,6 +140,17 @@ class HFGenerator:
     def extend(self, path: int, token_ids: Sequence[int]) -> None:
         self._get(path).ids.extend(token_ids)
 
+    def update_weights(self, model: torch.nn.Module) -> None:
+        """Nothing to copy: this generator samples with the learner's module itself. Cached KV
+        lives only as long as paths, and the rollout releases them all when it ends."""
+        if model is not self.model:
+            raise ValueError("HFGenerator samples with the module it was built with; build a new one")
+        if self._paths:
+            raise RuntimeError(f"{len(self._paths)} paths still hold KV computed with the old weights")
+
+    def sleep(self) -> None:
+        """Nothing to free between rollouts (the weights are the learner's)."""
+
     def fork(self, path: int, at: int) -> int:
         parent = self._get(path)
         if not 1 <= at <= len(parent.ids):

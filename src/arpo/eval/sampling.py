@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from arpo.core.tree import RolloutTree
-from arpo.engines.hf import HFGenerator
+from arpo.engines.factory import build_generator
+from arpo.engines.vllm_options import EngineName, VLLMOptions
 from arpo.rollout import ArpoRollout, RolloutConfig
 from arpo.tasks.prompts import render_prompt
 from arpo.tasks.record import Task
@@ -37,6 +38,8 @@ class SamplingConfig(BaseModel):
     max_tool_calls: int = Field(4, ge=0, description="Tool calls per sample; later calls are refused.")
     prompts_per_batch: int = Field(32, ge=1, description="Tasks sampled together in one rollout batch.")
     seed: int = Field(0, description="Seed of the first batch (batch i uses seed + i).")
+    engine: EngineName = Field("hf", description="Generator: hf (transformers) or vllm (see docs/vllm.md).")
+    vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="Options of the vllm engine.")
 
     @model_validator(mode="after")
     def _greedy_is_one_sample(self) -> SamplingConfig:
@@ -55,6 +58,8 @@ class SamplingConfig(BaseModel):
                 "top_p": self.top_p,
                 "max_response_tokens": self.max_response_tokens,
                 "max_tool_calls": self.max_tool_calls,
+                "engine": self.engine,
+                "vllm": self.vllm,
             }
         )
 
@@ -70,7 +75,9 @@ def sample_trees(
     console: Console | None = None,
 ) -> list[RolloutTree]:
     """One tree of ``config.samples`` trajectories per task, in task order (progress bar on stderr)."""
-    rollout = ArpoRollout(HFGenerator(model, tokenizer), tokenizer, tools, config.rollout_config())
+    rollout_config = config.rollout_config()
+    generator = build_generator(rollout_config.engine, model, tokenizer, rollout_config.vllm)
+    rollout = ArpoRollout(generator, tokenizer, tools, rollout_config)
     size = config.prompts_per_batch
     trees: list[RolloutTree] = []
     columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

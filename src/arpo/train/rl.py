@@ -15,9 +15,11 @@ One training step (arXiv 2507.19849 §3; ARPO_REFERENCE.md §2 for the authors' 
    step;
 7. step the LR schedule (once per training step), log metrics, checkpoint every ``save_every``.
 
-The generator samples with the learner's own module (the unwrapped model), so every rollout
-sees the latest weights; its KV caches live only for one rollout call, so nothing stale survives
-an update. Placement and mixed precision come from ``accelerate``.
+The ``hf`` generator samples with the learner's own module (the unwrapped model), so every
+rollout sees the latest weights; its KV caches live only for one rollout call, so nothing stale
+survives an update. The ``vllm`` generator holds its own copy: it is told to sleep after the
+rollout and gets the new weights (its prefix cache reset) after each step's optimizer phase.
+Placement and mixed precision come from ``accelerate``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from arpo.core.advantage import AdvantageConfig, attribute, group_advantages, ha
 from arpo.core.loss import PolicyLossConfig, policy_loss
 from arpo.core.rewards import RewardInput, RewardResult
 from arpo.core.tree import RolloutTree
-from arpo.engines.hf import HFGenerator
+from arpo.engines.factory import build_generator
 from arpo.rollout import ArpoRollout, RolloutConfig
 from arpo.tasks.prompts import render_prompt
 from arpo.tasks.record import Task
@@ -105,7 +107,8 @@ class RLTrainer(TrainLoop):
         self.tasks = list(tasks)
         self.reward_fn = reward_fn
         self.reference = reference.to(self.accelerator.device).eval() if reference is not None else None
-        self.rollout = ArpoRollout(HFGenerator(self.policy, tokenizer), tokenizer, tools, config.rollout)
+        generator = build_generator(config.rollout.engine, self.policy, tokenizer, config.rollout.vllm)
+        self.rollout = ArpoRollout(generator, tokenizer, tools, config.rollout)
         self.packing: Packing = config.packing
         if config.packing == "tree" and (reason := tree_packing_unsupported(self.policy)) is not None:
             logger.warning("packing: tree is not available (%s); falling back to flat", reason)
@@ -122,9 +125,11 @@ class RLTrainer(TrainLoop):
             seed=cfg.seed * 1_000_003 + self.step * self.world + self.rank,
             metas=[{"task": t.id, "source": t.source} for t in tasks],
         )
+        self.rollout.generator.sleep()
         rollout_time = time.perf_counter() - started
         scored = self._score(batch.trees, tasks)
         update = self._update(scored)
+        self.rollout.generator.update_weights(self.policy)
         stats = {k: v for k, v in batch.stats.items() if isinstance(v, int | float) and v is not None}
         return {
             **scored.metrics,

