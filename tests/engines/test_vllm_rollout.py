@@ -50,10 +50,17 @@ def engine(caller, tokenizer, tmp_path_factory):
 
 
 @pytest.mark.parametrize(("m", "n", "alpha", "seed"), [(8, 2, 0.5, 0), (6, 3, 1.0, 1), (4, 4, 0.0, 2)])
-def test_arpo_rollout_on_vllm_has_exactly_m_leaves_and_exact_masks(engine, caller, tokenizer, prompts, m, n, alpha, seed):
+def test_arpo_rollout_on_vllm_has_exactly_m_leaves_and_exact_masks(
+    engine, caller, tokenizer, prompts, m, n, alpha, seed
+):
     config = RolloutConfig.model_validate(
         {
-            "branching": {"rollouts_per_prompt": m, "initial_rollouts": n, "alpha": alpha, "entropy_window": 4},
+            "branching": {
+                "rollouts_per_prompt": m,
+                "initial_rollouts": n,
+                "alpha": alpha,
+                "entropy_window": 4,
+            },
             "max_response_tokens": 60,
         }
     )
@@ -65,7 +72,9 @@ def test_arpo_rollout_on_vllm_has_exactly_m_leaves_and_exact_masks(engine, calle
         for traj in tree.trajectories():
             ids = traj.token_ids
             assert ids[: traj.prompt_length] == prompt
-            assert traj.loss_mask == [int(node.role is Role.MODEL) for node in traj.nodes for _ in node.token_ids]
+            assert traj.loss_mask == [
+                int(node.role is Role.MODEL) for node in traj.nodes for _ in node.token_ids
+            ]
             assert traj.response_length <= 60
             calls += len(traj.tool_calls)
             # recorded log-probs are the policy's on exactly these ids (token in, token out)
@@ -82,7 +91,10 @@ def test_arpo_rollout_on_vllm_has_exactly_m_leaves_and_exact_masks(engine, calle
 
 def test_seeded_vllm_rollouts_reproduce(engine, tokenizer, prompts):
     config = RolloutConfig.model_validate(
-        {"branching": {"rollouts_per_prompt": 4, "initial_rollouts": 2, "entropy_window": 4}, "max_response_tokens": 40}
+        {
+            "branching": {"rollouts_per_prompt": 4, "initial_rollouts": 2, "entropy_window": 4},
+            "max_response_tokens": 40,
+        }
     )
 
     def sample(seed):
@@ -124,3 +136,14 @@ def test_rl_step_on_vllm_updates_the_engine_weights(tokenizer, tmp_path):
     hf = HFGenerator(model, tokenizer)
     theirs = hf.generate([hf.add_path(prompt)], [20], SamplingParams(temperature=0), [])[0]
     assert ours.token_ids == theirs.token_ids
+
+
+def test_cpu_engine_refuses_unsupported_head_sizes_and_sleep(tokenizer, tmp_path):
+    from arpo.engines.vllm import VLLMGenerator
+
+    tiny = build_tiny_llama(tokenizer, seed=0)  # hidden 64 / 4 heads: head size 16
+    with pytest.raises(ValueError, match="no attention kernel for head size 16"):
+        VLLMGenerator.from_policy(tiny, tokenizer, OPTIONS, tmp_path / "a")
+    sleepy = OPTIONS.model_copy(update={"sleep_level": 1})
+    with pytest.raises(ValueError, match="sleep_level needs a GPU"):
+        VLLMGenerator.from_policy(tiny, tokenizer, sleepy, tmp_path / "b")

@@ -79,7 +79,9 @@ def test_topk_entropy_estimate_tracks_the_exact_entropy(smol, engine, prompts):
         log_p = torch.log_softmax(logits, -1)
         exact += (-(log_p.exp() * log_p).sum(-1)).tolist()
         estimate += out.entropies
-        assert out.logprobs == pytest.approx(log_p.gather(1, torch.tensor(out.token_ids)[:, None]).squeeze(1).tolist(), abs=1e-3)
+        assert out.logprobs == pytest.approx(
+            log_p.gather(1, torch.tensor(out.token_ids)[:, None]).squeeze(1).tolist(), abs=1e-3
+        )
     errors = [(e - x) / math.log(engine.vocab_size) for e, x in zip(estimate, exact, strict=True)]
     assert statistics.fmean(abs(e) for e in errors) < 0.03
     assert statistics.correlation(estimate, exact) > 0.95

@@ -24,13 +24,13 @@ def build_generator(
     """
     if engine == "hf":
         return HFGenerator(model, tokenizer)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        if torch.distributed.get_world_size() > 1:
-            raise ValueError(
-                "rollout.engine=vllm runs one in-process engine and does not support multi-process "
-                "training yet: launch one process (vLLM itself may use several GPUs through "
-                "rollout.vllm.engine_args.tensor_parallel_size)"
-            )
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed and torch.distributed.get_world_size() > 1:
+        raise ValueError(
+            "rollout.engine=vllm runs one in-process engine and does not support multi-process "
+            "training yet: launch one process (vLLM itself may use several GPUs through "
+            "rollout.vllm.engine_args.tensor_parallel_size)"
+        )
     from arpo.engines.vllm import VLLMGenerator
 
     folder = tempfile.mkdtemp(prefix="arpo-vllm-")

