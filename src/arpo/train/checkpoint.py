@@ -48,9 +48,20 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def save_checkpoint(
-    run_dir: Path, step: int, model: Any, tokenizer: Any, state: dict[str, Any], keep: int = 2
+    run_dir: Path,
+    step: int,
+    model: Any,
+    tokenizer: Any,
+    state: dict[str, Any],
+    keep: int = 2,
+    *,
+    weights: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write checkpoint ``step`` atomically; returns its folder."""
+    """Write checkpoint ``step`` atomically; returns its folder.
+
+    ``weights``: the full state dict to write instead of ``model``'s own parameters, e.g. the one
+    accelerate gathers from sharded (FSDP, ZeRO-3) parameters; a LoRA model always writes its own.
+    """
     final = checkpoint_dir(run_dir, step)
     tmp = final.with_name(f".{final.name}.tmp")
     for stale in final.parent.glob(".*.tmp") if final.parent.is_dir() else []:
@@ -60,7 +71,7 @@ def save_checkpoint(
         model.save_pretrained(tmp / ADAPTER_DIR)
         copy.deepcopy(model).merge_and_unload().save_pretrained(tmp, safe_serialization=True)
     else:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     torch.save(state, tmp / STATE_FILE)
     _fsync_tree(tmp)

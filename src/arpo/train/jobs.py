@@ -17,6 +17,9 @@ Where the data comes from (``data``), at most one of (none: ``toolworld`` with i
 
 ``model.name`` may name a previous run's folder: its newest checkpoint is used (e.g. RL starting
 from the SFT run).
+
+With several processes (``accelerate launch``), the main process prepares the environment first
+and the others then reuse it; ``run_dir`` must be on a file system that every process sees.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from arpo.tools import ToolBox
 from arpo.tools.registry import build_toolbox
 from arpo.train.batching import LearnerRow
 from arpo.train.checkpoint import latest_checkpoint
+from arpo.train.loop import process_state
 from arpo.train.rl import RLConfig, RLTrainer
 from arpo.train.sft import SFTConfig, SFTTrainer
 
@@ -199,7 +203,8 @@ def _open_run(
     """Run folder, the checkpoint to resume from, the environment and the resolved model config."""
     console = console or Console(stderr=True)
     run_dir, checkpoint = _start(config, resume, console)
-    env = prepare_environment(config.data, run_dir, console)
+    with process_state().main_process_first():  # the main process builds the environment, the others reuse it
+        env = prepare_environment(config.data, run_dir, console)
     return run_dir, checkpoint, env, resolve_model(config.model, env)
 
 

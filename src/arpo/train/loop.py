@@ -1,10 +1,12 @@
 """What every training loop shares: accelerate set-up, the step loop, metrics, checkpoints, resume.
 
-Data parallelism (DDP, FSDP, DeepSpeed through ``accelerate launch`` or ``torchrun``): every
-process draws the same global batch and works on its shard (``shard``); normalisers that span
-the batch are summed over processes (``all_sum``), and loss scales are multiplied by the number
-of processes because the gradient all-reduce averages. Metrics are averaged over processes;
-only the main process writes metrics and checkpoints.
+Data parallelism (``accelerate launch`` or ``torchrun``; docs/distributed.md): every process
+draws the same global batch and works on its shard (``shard``); normalisers that span the batch
+are summed over processes (``all_sum``), and loss scales are multiplied by the number of
+processes because the gradient all-reduce averages. Metrics are averaged over processes; only
+the main process writes metrics and checkpoints, whose weights come from
+``accelerator.get_state_dict`` (which gathers FSDP / ZeRO-3 shards into a full model).
+``check_replicas_every`` checks that the processes' parameters stay bitwise identical.
 
 A subclass provides ``train_step() -> metrics`` and uses ``self.model`` (wrapped by accelerate),
 ``self.policy`` (the plain module, e.g. for generation and saving), ``self.optimizer``,
@@ -16,6 +18,8 @@ a resumed run continues exactly where the checkpoint left it.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -23,8 +27,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import gather_object
+from accelerate import Accelerator, PartialState
+from accelerate.utils import DistributedType, gather_object, parse_flag_from_env
 from pydantic import BaseModel, ConfigDict, Field
 
 from arpo.train.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
@@ -45,8 +49,43 @@ class LoopConfig(BaseModel):
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision.")
     save_every: int = Field(50, ge=1, description="Checkpoint every this many steps (and at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
+    check_replicas_every: int | None = Field(
+        None,
+        ge=1,
+        description="Every this many steps, check that all processes hold bitwise identical parameters "
+        "(SHA-256, logged as replicas/params_sha256; stops with an error if not); null = never. DDP only.",
+    )
     optim: OptimConfig = Field(default_factory=OptimConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+def process_state() -> PartialState:
+    """accelerate's process state, set up on first use (``torch.distributed`` when several processes
+    were launched); ``ACCELERATE_USE_CPU=true`` selects the CPU and gloo, as it does for ``Accelerator``.
+
+    Raises when a launcher started several processes (``WORLD_SIZE``) but accelerate runs each on
+    its own, as it does on a machine without GPUs unless ``ACCELERATE_USE_CPU=true``: each process
+    would train alone and write the same run folder.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    if launched > 1 and state.num_processes == 1:
+        raise ValueError(
+            f"{launched} processes were launched (WORLD_SIZE={launched}) but accelerate runs this one alone "
+            f"(distributed type {state.distributed_type.value}): without GPUs, set ACCELERATE_USE_CPU=true "
+            "for CPU (gloo) data parallelism"
+        )
+    return state
+
+
+def parameter_digest(module: torch.nn.Module) -> str:
+    """SHA-256 of ``module``'s parameters (names, dtypes, shapes and bytes): equal iff bitwise equal."""
+    digest = hashlib.sha256()
+    for name, param in module.named_parameters():
+        data = param.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{data.dtype}:{tuple(param.shape)};".encode())
+        digest.update(data.view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 class TrainLoop:
@@ -58,7 +97,15 @@ class TrainLoop:
         self.loop_config = config
         self.tokenizer = tokenizer
         self.run_dir = Path(run_dir)
+        process_state()
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        if self.shards_state():
+            raise ValueError(
+                f"{self.accelerator.distributed_type.value} is not supported by arpo's trainers yet: rollouts "
+                "and micro-batches run a different number of forwards per process, which sharded "
+                "parameters turn into collectives that deadlock (docs/distributed.md, 'Sharded training'). "
+                "Use data parallelism: accelerate launch --multi_gpu"
+            )
         optimizer, self.scheduler = build_optimizer(model.parameters(), config.optim, config.steps)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.policy = self.accelerator.unwrap_model(self.model)
@@ -69,6 +116,10 @@ class TrainLoop:
         self.step = 0
 
     # ----- data parallelism -------------------------------------------------------------------
+    def shards_state(self) -> bool:
+        """Whether parameters or optimizer state are split over the processes (FSDP, DeepSpeed)."""
+        return self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
     def check_divisible(self, name: str, value: int) -> None:
         if value % self.world:
             raise ValueError(f"{name} ({value}) must be a multiple of the number of processes ({self.world})")
@@ -99,6 +150,19 @@ class TrainLoop:
             if values:
                 merged[key] = sum(values) / len(values)
         return merged
+
+    def check_replicas(self) -> str:
+        """SHA-256 of the parameters, after checking that every process holds the same ones.
+
+        Data-parallel replicas start equal and apply the same all-reduced gradient, so they stay
+        bitwise identical; a difference means they desynchronised.
+        """
+        digests = self.all_gather(parameter_digest(self.policy))
+        if len(set(digests)) > 1:
+            raise RuntimeError(
+                f"step {self.step}: the processes hold different parameters (SHA-256 by process: {digests})"
+            )
+        return digests[0]
 
     def dummy_backward(self) -> None:
         """A zero-loss pass through the model, so this process joins the gradient all-reduce of an
@@ -137,10 +201,14 @@ class TrainLoop:
         return checkpoint
 
     def save(self) -> None:
-        """Checkpoint (main process only; every process waits until it is written)."""
+        """Checkpoint: every process takes part in gathering the weights (sharded ones included), the
+        main process writes them, and all wait until it is written."""
+        weights = self.accelerator.get_state_dict(self.model)
         if self.accelerator.is_main_process:
             keep = self.loop_config.keep_checkpoints
-            save_checkpoint(self.run_dir, self.step, self.policy, self.tokenizer, self.state_dict(), keep)
+            save_checkpoint(
+                self.run_dir, self.step, self.policy, self.tokenizer, self.state_dict(), keep, weights=weights
+            )
         self.accelerator.wait_for_everyone()
 
     # ----- the loop ----------------------------------------------------------------------------
@@ -159,6 +227,8 @@ class TrainLoop:
                         self.scheduler.step()
                     self.step += 1
                     metrics["lr"] = self.scheduler.get_last_lr()[0]
+                    if cfg.check_replicas_every is not None and self.step % cfg.check_replicas_every == 0:
+                        metrics["replicas/params_sha256"] = self.check_replicas()
                     if logger is not None:
                         logger.log(self.step, metrics)
                     history.append({"step": self.step, **metrics})
