@@ -3,7 +3,12 @@ import math
 import pytest
 import torch
 
-from arpo.core.entropy import entropy_from_logits, normalised_window_mean, topk_entropy_bounds, topk_entropy_estimate
+from arpo.core.entropy import (
+    entropy_from_logits,
+    normalised_window_mean,
+    topk_entropy_bounds,
+    topk_entropy_estimate,
+)
 
 
 def brute_force_entropy(logits: list[float]) -> float:
