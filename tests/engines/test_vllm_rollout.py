@@ -44,6 +44,10 @@ def caller(tokenizer, prompts):
 
 @pytest.fixture(scope="module")
 def engine(caller, tokenizer, tmp_path_factory):
+    """Started after bm25s (the search tool's index) is imported, as in a toolworld run: bm25s
+    loads llvmlite, whose module attributes crashed vLLM's start-up scan before the workaround."""
+    import bm25s  # noqa: F401
+
     from arpo.engines.vllm import VLLMGenerator
 
     return VLLMGenerator.from_policy(caller, tokenizer, OPTIONS, tmp_path_factory.mktemp("weights"))

