@@ -61,25 +61,29 @@ def prompts(tokenizer: PreTrainedTokenizerFast) -> list[list[int]]:
     return [render_prompt(tokenizer, [{"role": "user", "content": q}]) for q in QUESTIONS]
 
 
-@pytest.fixture(scope="session")
-def tool_caller(tokenizer: PreTrainedTokenizerFast, prompts: list[list[int]]) -> LlamaForCausalLM:
-    """A tiny Llama trained (in ~1 s) to call <calc>1+2</calc> after every prompt and every result.
+def train_tool_caller(model: LlamaForCausalLM, tokenizer, prompts: list[list[int]], steps: int = 300):
+    """Train ``model`` (in ~1 s) to call <calc>1+2</calc> after every prompt and every result.
 
     Makes tool calls certain, so the tool-loop rules (limits, budgets, branching at every
     result) are exercised deterministically by a real model.
     """
-    model = build_tiny_llama(tokenizer, seed=2)
     script = tokenizer.encode(TOOL_SCRIPT * 12, add_special_tokens=False)
     sequences = [torch.tensor(p + script) for p in prompts]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
-    for step in range(300):
+    for step in range(steps):
         seq = sequences[step % len(sequences)][None]
         loss = model(input_ids=seq, labels=seq).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tool_caller(tokenizer: PreTrainedTokenizerFast, prompts: list[list[int]]) -> LlamaForCausalLM:
+    """A tiny Llama that calls <calc>1+2</calc> after every prompt and result (:func:`train_tool_caller`)."""
+    return train_tool_caller(build_tiny_llama(tokenizer, seed=2), tokenizer, prompts)
 
 
 @pytest.fixture(scope="session")

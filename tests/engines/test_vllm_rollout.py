@@ -19,7 +19,7 @@ from arpo.models.tiny import build_tiny_llama
 from arpo.rollout import ArpoRollout, RolloutConfig
 from arpo.tools import Calculator, ToolBox
 from arpo.train.rl import RLConfig, RLTrainer
-from tests.conftest import TOOL_SCRIPT
+from tests.conftest import train_tool_caller
 from tests.engines.vllm_support import OPTIONS
 from tests.train.helpers import arithmetic_tasks, count_ones
 
@@ -29,17 +29,7 @@ pytestmark = pytest.mark.vllm
 @pytest.fixture(scope="module")
 def caller(tokenizer, prompts):
     model = build_tiny_llama(tokenizer, hidden_size=128, num_heads=4, num_kv_heads=2, seed=2)
-    script = tokenizer.encode(TOOL_SCRIPT * 12, add_special_tokens=False)
-    sequences = [torch.tensor(p + script) for p in prompts]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    for step in range(200):
-        seq = sequences[step % len(sequences)][None]
-        loss = model(input_ids=seq, labels=seq).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+    return train_tool_caller(model, tokenizer, prompts, steps=200)
 
 
 @pytest.fixture(scope="module")

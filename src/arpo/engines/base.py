@@ -74,6 +74,16 @@ class GeneratorStats:
         )
 
 
+def requests_to_run(paths: Sequence[int], max_new_tokens: Sequence[int]) -> list[int]:
+    """Validate a ``generate`` call's arguments; the indices of the paths with a budget left
+    (the others get an empty ``length`` continuation)."""
+    if len(paths) != len(max_new_tokens):
+        raise ValueError("one max_new_tokens per path")
+    if len(set(paths)) != len(paths):
+        raise ValueError("a path may appear only once per generate call")
+    return [i for i, n in enumerate(max_new_tokens) if n > 0]
+
+
 @runtime_checkable
 class Generator(Protocol):
     vocab_size: int

@@ -33,7 +33,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from arpo.core.entropy import entropy_from_logits
-from arpo.engines.base import Continuation, GeneratorStats, SamplingParams
+from arpo.engines.base import Continuation, GeneratorStats, SamplingParams, requests_to_run
 
 KV = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 """Per layer (keys, values), each ``[kv_heads, length, head_dim]``."""
@@ -182,13 +182,9 @@ class HFGenerator:
         sampling: SamplingParams,
         stop_strings: Sequence[str],
     ) -> list[Continuation]:
-        if len(paths) != len(max_new_tokens):
-            raise ValueError("one max_new_tokens per path")
-        if len(set(paths)) != len(paths):
-            raise ValueError("a path may appear only once per generate call")
+        live = requests_to_run(paths, max_new_tokens)
         rows = [self._get(p) for p in paths]
         outs = [Continuation([], [], [], "length") for _ in rows]
-        live = [i for i, n in enumerate(max_new_tokens) if n > 0]
         if not live:
             return outs
         rows_live = [rows[i] for i in live]

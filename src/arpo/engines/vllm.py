@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from arpo.core.entropy import topk_entropy_estimate
-from arpo.engines.base import Continuation, GeneratorStats, SamplingParams
+from arpo.engines.base import Continuation, GeneratorStats, SamplingParams, requests_to_run
 from arpo.engines.vllm_options import VLLMOptions
 
 logger = logging.getLogger(__name__)
@@ -239,12 +239,8 @@ class VLLMGenerator:
         sampling: SamplingParams,
         stop_strings: Sequence[str],
     ) -> list[Continuation]:
-        if len(paths) != len(max_new_tokens):
-            raise ValueError("one max_new_tokens per path")
-        if len(set(paths)) != len(paths):
-            raise ValueError("a path may appear only once per generate call")
+        live = requests_to_run(paths, max_new_tokens)
         outs = [Continuation([], [], [], "length") for _ in paths]
-        live = [i for i, n in enumerate(max_new_tokens) if n > 0]
         if not live:
             return outs
         greedy = sampling.temperature == 0
