@@ -96,7 +96,7 @@ def main() -> None:
         started = time.perf_counter()
         if name == "vllm":
             generator: Generator = VLLMGenerator(
-                folder, tokenizer, VLLMOptions(block_size=args.block_size), dtype=args.dtype
+                folder, VLLMOptions(block_size=args.block_size), dtype=args.dtype
             )
         else:
             generator = HFGenerator(model, tokenizer)

@@ -36,8 +36,8 @@ def smol(smollm2_session):
 
 
 @pytest.fixture(scope="module")
-def engine(smollm2_session, smol):
-    return start_engine(smollm2_session.folder, smol[1])
+def engine(smollm2_session):
+    return start_engine(smollm2_session.folder)
 
 
 @pytest.fixture(scope="module")

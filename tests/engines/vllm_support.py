@@ -16,5 +16,5 @@ OPTIONS = VLLMOptions(block_size=32, max_model_len=1024, kv_cache_gib=1.0)
 """Small blocks so prefixes share at a fine grain; a small cache so tests fit any CI machine."""
 
 
-def start_engine(folder: Path, tokenizer, dtype: str = "float32") -> VLLMGenerator:
-    return VLLMGenerator(folder, tokenizer, OPTIONS, dtype=dtype)
+def start_engine(folder: Path, dtype: str = "float32") -> VLLMGenerator:
+    return VLLMGenerator(folder, OPTIONS, dtype=dtype)

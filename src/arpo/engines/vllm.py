@@ -133,20 +133,20 @@ def policy_weights(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
 class VLLMGenerator:
     """Batched sampling over many paths with vLLM; see the module docstring."""
 
-    def __init__(self, model_dir: str | Path, tokenizer: Any, options: VLLMOptions, *, dtype: str) -> None:
+    def __init__(self, model_dir: str | Path, options: VLLMOptions, *, dtype: str) -> None:
         vllm = _import_vllm()
         from vllm.platforms import current_platform
 
-        self._on_cpu = current_platform.is_cpu()
+        on_cpu = current_platform.is_cpu()
         if options.sleep_level is not None and not current_platform.is_sleep_mode_available():
             raise ValueError(
                 f"rollout.vllm.sleep_level needs a GPU: vLLM's {current_platform.device_name} backend "
                 f"has no sleep mode; set it to null"
             )
-        if self._on_cpu:
+        if on_cpu:
             _check_cpu_head_size(model_dir)
         _engine_environment()
-        kv_gib = options.kv_cache_gib or (CPU_KV_CACHE_GIB if self._on_cpu else None)
+        kv_gib = options.kv_cache_gib or (CPU_KV_CACHE_GIB if on_cpu else None)
         args: dict[str, Any] = {
             "model": str(model_dir),
             "dtype": options.dtype or dtype,
@@ -165,7 +165,6 @@ class VLLMGenerator:
             self.llm = vllm.LLM(**args)
         self._vllm = vllm
         self.options = options
-        self.tokenizer = tokenizer
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
         self.vocab_size = int(self.llm.llm_engine.model_config.get_vocab_size())
         self.stats = GeneratorStats()
@@ -186,7 +185,7 @@ class VLLMGenerator:
         _full_model(model).save_pretrained(workdir, safe_serialization=True)
         tokenizer.save_pretrained(workdir)
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-        return cls(workdir, tokenizer, options, dtype=dtype)
+        return cls(workdir, options, dtype=dtype)
 
     # ----- path bookkeeping ---------------------------------------------------------------
     def seed(self, seed: int) -> None:
@@ -208,9 +207,6 @@ class VLLMGenerator:
 
     def length(self, path: int) -> int:
         return len(self._get(path))
-
-    def token_ids(self, path: int) -> list[int]:
-        return list(self._get(path))
 
     def release(self, path: int) -> None:
         self._paths.pop(path, None)
