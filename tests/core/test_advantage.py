@@ -6,10 +6,13 @@ from pydantic import ValidationError
 from arpo.core.advantage import (
     AdvantageConfig,
     OverlongConfig,
+    TokenAdvantages,
     attribute,
     group_advantages,
     has_signal,
     overlong_penalty,
+    token_moments,
+    whiten_tokens,
 )
 from arpo.core.tree import FinishReason, Origin, RolloutTree, ToolCall
 
@@ -24,13 +27,38 @@ def test_grpo_normalises_within_each_group_with_unbiased_std():
     assert group_advantages([[0.3, 0.3]], AdvantageConfig()) == [[0.0, 0.0]]
 
 
-def test_reinforce_pp_uses_group_baseline_then_batch_statistics():
+def test_reinforce_pp_centres_per_group_then_whitens_over_tokens():
+    """REINFORCE++ whitening is over response tokens (verl/OpenRLHF), not trajectories: with a
+    long correct and a short wrong answer the token mean is not 0."""
     cfg = AdvantageConfig(estimator="reinforce_pp", eps=0.0)
-    groups = [[1.0, 0.0], [3.0, 1.0, 2.0]]
-    centred = [0.5, -0.5, 1.0, -1.0, 0.0]
-    mean, std = statistics.fmean(centred), statistics.stdev(centred)
-    flat = [a for g in group_advantages(groups, cfg) for a in g]
-    assert flat == pytest.approx([(a - mean) / std for a in centred])
+    assert group_advantages([[1.0, 0.0], [3.0, 1.0, 2.0]], cfg) == [[0.5, -0.5], [1.0, -1.0, 0.0]]
+    tokens = [
+        TokenAdvantages([0.0, 0.5, 0.5, 0.5], [0.0, 1.0, 1.0, 1.0]),  # prompt token + 3 model tokens
+        TokenAdvantages([0.0, -0.5, 0.0], [0.0, 1.0, 0.0]),  # 1 model token, 1 tool token
+    ]
+    moments = token_moments(tokens)
+    assert moments == pytest.approx((4.0, 1.0, 1.0))
+    values = [0.5, 0.5, 0.5, -0.5]
+    mean, std = statistics.fmean(values), statistics.stdev(values)  # 0.25, 0.5
+    first, second = whiten_tokens(tokens, moments, cfg.eps)
+    assert first.advantages == pytest.approx([0.0] + [(0.5 - mean) / std] * 3)
+    assert second.advantages == pytest.approx([0.0, (-0.5 - mean) / std, 0.0])
+    assert mean != 0 and first.weights == tokens[0].weights
+
+
+def test_reinforce_pp_whitening_counts_soft_copies_and_hard_tokens_once():
+    """Soft: a shared token appears once per trajectory through it; hard: once in all (weight 1/d)."""
+    tree = hand_tree()
+    centred = [1.0, -1.0, 0.5]
+    soft, hard = attribute(tree, centred, "soft"), attribute(tree, centred, "hard")
+    assert token_moments(soft)[0] == 2 * 2 + 1 + 2 + 1  # a (2 tokens) in c and d, then c, d, b
+    assert token_moments(hard)[0] == pytest.approx(2 + 1 + 2 + 1)  # a counted once
+    for tokens in (soft, hard):
+        moments = token_moments(tokens)
+        whitened = whiten_tokens(tokens, moments, 0.0)
+        total, first, second = token_moments(whitened)
+        assert first / total == pytest.approx(0.0, abs=1e-12)
+        assert (second - first**2 / total) / (total - 1) == pytest.approx(1.0)
 
 
 def test_overlong_penalty_follows_dapo_eq_13():
@@ -43,7 +71,7 @@ def test_overlong_penalty_follows_dapo_eq_13():
         OverlongConfig(max_length=10, cache_length=20)
 
 
-def test_dynamic_sampling_signal():
+def test_dynamic_sampling_signal_is_on_correctness():
     assert not has_signal([1.0, 1.0, 1.0])
     assert not has_signal([0.0])
     assert has_signal([1.0, 0.0, 1.0])

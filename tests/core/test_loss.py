@@ -56,6 +56,15 @@ def test_aggregations_by_hand(aggregation, expected):
     assert scale[0, 2].item() == 0.0, "padding never contributes"
 
 
+def test_dr_grpo_divides_by_the_constant_budget_not_by_lengths():
+    """Dr. GRPO (arXiv 2503.20783 §3.1): token sums over G · L_max, the same for every sequence."""
+    scale = token_scale(WEIGHTS, "seq-mean-token-sum-norm", max_length=10)
+    assert (scale * TERMS).sum().item() == pytest.approx(((-1.0 - 1.2) + (0.8 + 3.0 - 0.7)) / (2 * 10))
+    assert scale[0, 0].item() == scale[1, 0].item() == pytest.approx(1 / 20)
+    with pytest.raises(ValueError, match="L_max"):
+        token_scale(WEIGHTS, "seq-mean-token-sum-norm")
+
+
 def test_micro_batches_with_mini_batch_scale_sum_to_the_full_loss():
     cfg = PolicyLossConfig(aggregation="seq-mean-token-mean")
     new, old = torch.log(torch.rand(4, 5, dtype=torch.float64) + 0.5), torch.zeros(4, 5, dtype=torch.float64)
@@ -74,6 +83,9 @@ def test_kl_estimators_and_entropy_bonus():
     assert kl_terms(logp, ref, "k3").tolist() == pytest.approx(
         [math.exp(-0.5) + 0.5 - 1, math.exp(1) - 1 - 1]
     )
+    far = torch.tensor([-40.0, -40.0], dtype=torch.float64)  # π_θ drifted ~e^40 away from π_ref
+    assert kl_terms(far, torch.tensor([0.0, -80.0], dtype=torch.float64), "k3").tolist() == [10.0, 10.0]
+    assert kl_terms(logp, torch.tensor([-3.0, -2.0], dtype=torch.float64), "k3")[1].item() == 0.0
     scale = torch.tensor([0.5, 0.5], dtype=torch.float64)
     adv = torch.zeros(2, dtype=torch.float64)
     cfg = PolicyLossConfig(kl_coef=0.1, kl_estimator="k1", entropy_coef=0.01)

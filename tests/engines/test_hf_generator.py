@@ -9,6 +9,7 @@ from transformers import MistralConfig, MistralForCausalLM
 from arpo.core.entropy import entropy_from_logits
 from arpo.engines.base import SamplingParams
 from arpo.engines.hf import HFGenerator, _top_p_filter
+from arpo.models.tiny import build_tiny_llama
 
 SAMPLE = SamplingParams()
 
@@ -153,3 +154,18 @@ def test_bad_requests_fail_clearly(model, tokenizer, prompts):
     gen.release(path)
     with pytest.raises(KeyError, match="released"):
         gen.generate([path], [1], SAMPLE, [])
+
+
+def test_padded_vocabulary_rows_are_never_sampled(tokenizer, prompts):
+    """Output rows beyond the tokenizer (embedding padding) decode to nothing: excluded from
+    sampling, from the recorded distribution and from the entropy normaliser ln|V|."""
+    model = build_tiny_llama(tokenizer, seed=3)
+    model.resize_token_embeddings(len(tokenizer) + 16, mean_resizing=False)
+    with torch.no_grad():  # make the padded rows likely under the raw logits
+        model.get_output_embeddings().weight[len(tokenizer) :] *= 4
+    gen = HFGenerator(model, tokenizer)
+    assert gen.vocab_size == len(tokenizer)
+    paths = [gen.fork(gen.add_path(p), len(p)) for p in prompts]
+    outs = gen.generate(paths, [40] * len(paths), SamplingParams(temperature=1.0), [])
+    sampled = [t for out in outs for t in out.token_ids]
+    assert len(sampled) > 100 and max(sampled) < len(tokenizer)

@@ -121,3 +121,18 @@ def test_report_of_a_folder_without_metrics_is_an_error(tmp_path):
         write_run_report(tmp_path)
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2
+
+
+def test_a_constant_learning_rate_is_plotted_without_an_offset_axis():
+    """matplotlib labels a flat 3e-4 series "1e-16+3e-4"; the plots show plain values from 0."""
+    import matplotlib.pyplot as plt
+
+    from arpo.report.plots import plain_y_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [3e-4] * 3)
+    plain_y_axis(ax, [3e-4] * 3)
+    fig.canvas.draw()
+    assert ax.yaxis.get_offset_text().get_text() == ""
+    assert ax.get_ylim() == (0, pytest.approx(4.5e-4))
+    plt.close(fig)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from arpo.core.advantage import AdvantageConfig, attribute, group_advantages
+from arpo.core.logits import RAW, PolicyView
 from arpo.core.loss import PolicyLossConfig, policy_loss
 from arpo.engines.hf import HFGenerator
 from arpo.rollout import ArpoRollout, RolloutConfig
@@ -17,11 +18,12 @@ from arpo.train.layout import build_minibatch
 from arpo.train.packing import ancestor_mask, pack_trees
 
 
-def sample_trees(model, tokenizer, prompts, m, n, seed=0):
+def sample_trees(model, tokenizer, prompts, m, n, seed=0, temperature=1.0):
     config = RolloutConfig.model_validate(
         {
             "branching": {"rollouts_per_prompt": m, "initial_rollouts": n, "entropy_window": 4, "alpha": 0.9},
             "max_response_tokens": 40,
+            "temperature": temperature,
         }
     )
     with ToolBox([Calculator()]) as tools:
@@ -40,7 +42,7 @@ def rows_for(trees, attribution, seed=0):
     return rows
 
 
-def layout(trees, rows, packing, aggregation="token-mean", pack_tokens=10_000):
+def layout(trees, rows, packing, aggregation="token-mean", pack_tokens=10_000, view=RAW):
     return build_minibatch(
         trees,
         rows,
@@ -51,6 +53,7 @@ def layout(trees, rows, packing, aggregation="token-mean", pack_tokens=10_000):
         pad_id=0,
         dtype=torch.float64,
         device="cpu",
+        view=view,
     )
 
 
@@ -149,3 +152,42 @@ def test_trees_are_never_split_across_rows(shared_trees):
     packing = pack_trees(shared_trees, max_tokens=1)
     assert len(packing.rows) == len(shared_trees)
     assert [len({r for cols in tree_cols for r, _ in cols}) for tree_cols in packing.columns] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("packing", ["flat", "tree"])
+def test_learner_logprobs_equal_the_sampled_ones_at_the_rollout_temperature(
+    model64, tokenizer, prompts, packing
+):
+    """At T = 0.5 the learner scores softmax(z/T), the distribution the rollout drew from (with
+    T = 1 it scored another policy: ~1 nat apart on this model)."""
+    trees = sample_trees(model64, tokenizer, prompts[:2], m=4, n=2, temperature=0.5)
+    rows = rows_for(trees, "soft")
+    sampled = torch.tensor(
+        [
+            lp
+            for t in trees
+            for traj in t.trajectories()
+            for lp, w in zip(traj.sampled_logprobs, traj.loss_mask, strict=True)
+            if w
+        ],
+        dtype=torch.float64,
+    )
+    view = PolicyView(0.5, len(tokenizer))
+    with torch.no_grad():
+        learner = copy_logprobs(model64, layout(trees, rows, packing, view=view))
+        untempered = copy_logprobs(model64, layout(trees, rows, packing))
+    assert torch.allclose(learner, sampled, atol=1e-9, rtol=0)
+    assert (untempered - sampled).abs().mean() > 0.2
+
+
+def test_flat_micro_batches_are_padded_to_their_own_longest_row(model64, shared_trees):
+    rows = rows_for(shared_trees, "soft")
+    batch = layout(shared_trees, rows, "flat")
+    lengths = sorted(len(r.token_ids) for r in rows)
+    widths = [unit.inputs.input_ids.shape[1] for unit in batch.units]
+    assert widths == [lengths[min(i + 3, len(lengths) - 1)] for i in range(0, len(lengths), 4)]
+    assert widths[0] < max(lengths)
+    with torch.no_grad():
+        flat = copy_logprobs(model64, batch)
+        packed = copy_logprobs(model64, layout(shared_trees, rows, "tree"))
+    assert torch.allclose(flat, packed, atol=1e-9, rtol=0)

@@ -6,8 +6,11 @@ import copy
 
 import pytest
 import torch
+from pydantic import ValidationError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from arpo.core.logits import PolicyView
+from arpo.core.rewards import RewardResult
 from arpo.models.tiny import build_tiny_llama
 from arpo.tools import Calculator, ToolBox
 from arpo.train.checkpoint import latest_checkpoint
@@ -77,6 +80,56 @@ def test_dynamic_sampling_drops_zero_variance_groups(tokenizer, tmp_path, monkey
     assert metrics["reward/groups_kept"] == 0
     assert "loss/policy" not in metrics
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_dynamic_sampling_filters_on_correctness_not_on_the_shaped_reward(tokenizer, tmp_path):
+    """Rewards that differ only by shaping ([1, 1, 0.8]-like) carry no accuracy signal: dropped."""
+
+    def shaped_only(sample):
+        result = count_ones(sample)
+        return RewardResult(result.total, True, None, correctness=1.0, bonus=0.0, answer=None)
+
+    config = rl_config(steps=1, advantage={"dynamic_sampling": True})
+    with ToolBox([Calculator()]) as tools:
+        trainer = RLTrainer(
+            config, build_tiny_llama(tokenizer), tokenizer, arithmetic_tasks(), tools, shaped_only, tmp_path
+        )
+        (metrics,) = trainer.train()
+    assert metrics["reward/std"] > 0 and metrics["reward/groups_kept"] == 0
+
+
+def test_the_learner_scores_the_rollout_temperature_and_vocabulary(tokenizer, tmp_path):
+    config = rl_config(steps=1, rollout={"temperature": 0.7, "max_response_tokens": 8})
+    with ToolBox([Calculator()]) as tools:
+        trainer = RLTrainer(
+            config, build_tiny_llama(tokenizer), tokenizer, arithmetic_tasks(), tools, count_ones, tmp_path
+        )
+    assert trainer.view == PolicyView(0.7, len(tokenizer))
+    with pytest.raises(ValidationError, match="temperature must be > 0"):
+        rl_config(rollout={"temperature": 0.0})
+
+
+@pytest.mark.parametrize(("epochs", "recomputed"), [(1, 0), (2, 1)])
+def test_old_logprobs_are_recomputed_only_when_the_batch_makes_several_updates(
+    tokenizer, tmp_path, monkeypatch, epochs, recomputed
+):
+    """One epoch, one mini-batch: π_old = π_θ, so the old log-probs are the current ones, detached
+    (no extra forward); the update equals the one with a recomputed π_old."""
+    calls = []
+    original = RLTrainer._copy_logprobs
+    monkeypatch.setattr(RLTrainer, "_copy_logprobs", lambda self, *a: calls.append(1) or original(self, *a))
+    config = rl_config(steps=1, ppo_epochs=epochs)
+    model = build_tiny_llama(tokenizer, seed=0, dtype=torch.float64)
+    (metrics,) = train(model, tokenizer, tmp_path / "skip", config)
+    assert len(calls) == recomputed
+    if epochs == 1:
+        assert metrics["loss/clip_fraction"] == 0.0
+        monkeypatch.setattr(RLConfig, "single_update", lambda self: False)
+        recomputing = build_tiny_llama(tokenizer, seed=0, dtype=torch.float64)
+        train(recomputing, tokenizer, tmp_path / "recompute", config)
+        assert len(calls) == 1
+        for name, value in recomputing.state_dict().items():
+            assert torch.allclose(value, model.state_dict()[name], atol=1e-10), name
 
 
 def test_resume_continues_exactly(tokenizer, tmp_path):

@@ -80,3 +80,31 @@ def test_demos_without_model_tokens_are_rejected(tokenizer, tmp_path):
     row = LearnerRow([1, 2, 3], [0.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="no model tokens"):
         SFTTrainer(SFTConfig(), build_tiny_llama(tokenizer), tokenizer, [row], tmp_path)
+
+
+def test_packed_demonstrations_give_the_padded_loss_and_update(tokenizer, tmp_path):
+    """Demonstrations packed into shared rows (block-diagonal attention, positions from 0) give the
+    same loss and the same parameters after two steps as one padded row each, without the padding."""
+    demos = [demo_row(tokenizer, a, b) for a in range(2, 9) for b in range(11, 13)]
+    demos += [LearnerRow(d.token_ids[:-9], d.weights[:-9]) for d in demos[:6]]  # shorter ones
+    results = {}
+    for packing in ("flat", "tree"):
+        config = SFTConfig.model_validate(
+            {
+                "steps": 2,
+                "batch_size": 20,
+                "micro_batch_size": 8,
+                "packing": packing,
+                "pack_tokens": 96,
+                "optim": {"lr": 1e-2},
+                "logging": {"tensorboard": False},
+            }
+        )
+        model = build_tiny_llama(tokenizer, seed=0, dtype=torch.float64)
+        history = SFTTrainer(config, model, tokenizer, demos, tmp_path / packing).train()
+        results[packing] = (history, model.state_dict())
+    (flat, flat_weights), (tree, tree_weights) = results["flat"], results["tree"]
+    for a, b in zip(flat, tree, strict=True):
+        assert a["loss/sft"] == pytest.approx(b["loss/sft"], rel=1e-6)  # the loss is summed in float32
+    for name, value in flat_weights.items():
+        assert torch.allclose(value, tree_weights[name], atol=1e-6), name

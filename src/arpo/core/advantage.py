@@ -8,16 +8,22 @@ One prompt's tree is one group of G trajectories with scalar rewards r_1..r_G.
   unbiased (G−1) std as in verl; ``norm_by_std: false`` gives Dr. GRPO's A_i = r_i − mean_g r
   (Liu et al. 2025, arXiv 2503.20783). A group of one has A_i = r_i (mean 0, std 1, as verl).
 * ``reinforce_pp`` (REINFORCE++-baseline, Hu et al. 2025, arXiv 2501.03262): subtract the group
-  mean, then normalise by the mean and std over the whole batch:
-  A_i = (a_i − mean_batch a) / (std_batch a + ε), a_i = r_i − mean_g r.
+  mean, a_i = r_i − mean_g r, then whiten over the batch's response *tokens* after attribution
+  (as verl and OpenRLHF do): with every loss token copy c of the batch carrying a_c and weight
+  w_c (below), μ = Σ w_c a_c / Σ w_c, σ² = Σ w_c (a_c − μ)² / (Σ w_c − 1), and
+  A_c = (a_c − μ) / (σ + ε). Longer trajectories weigh more, so μ ≠ 0 when length correlates
+  with reward; soft copies of a shared token count once each, a hard token once in all
+  (:func:`token_moments`, :func:`whiten_tokens`; the sums span all processes).
 
 **Reward shaping and filtering** (DAPO, Yu et al. 2025, arXiv 2503.14476):
 
 * overlong penalty (DAPO Eq. 13), added to the reward of a trajectory of response length L with
   budget L_max and soft window L_cache:  0 if L ≤ L_max − L_cache;
   ((L_max − L_cache) − L) / L_cache if L_max − L_cache < L ≤ L_max;  −1 beyond.
-* dynamic sampling: a group whose rewards are all equal has zero advantage everywhere and only
-  dilutes the batch; it is dropped (DAPO refills by oversampling; here the batch just shrinks).
+* dynamic sampling: a group whose *correctness* (answer accuracy, not the shaped reward) is the
+  same for every trajectory — all wrong or all right — is dropped (DAPO Eq. 11 filters on
+  accuracy; DAPO refills by oversampling, here the batch just shrinks). Filtering on the shaped
+  reward would keep e.g. [1, 1, 0.8] and train on a length penalty or tool bonus alone.
 
 **Attribution** (ARPO, arXiv 2507.19849 §3.2), given A_i per trajectory, for the model tokens:
 
@@ -33,6 +39,7 @@ Soft copies get weight 1. The loss multiplies each token term by its weight (:mo
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,7 +79,9 @@ class AdvantageConfig(BaseModel):
         "soft",
         description="soft: own advantage on every token; hard: shared tokens get the mean, counted once.",
     )
-    dynamic_sampling: bool = Field(False, description="DAPO: drop groups whose rewards are all equal.")
+    dynamic_sampling: bool = Field(
+        False, description="DAPO: drop groups whose correctness is the same for all trajectories."
+    )
     overlong: OverlongConfig | None = Field(None, description="DAPO overlong penalty; off when unset.")
 
 
@@ -86,9 +95,9 @@ def overlong_penalty(length: int, config: OverlongConfig) -> float:
     return -1.0
 
 
-def has_signal(rewards: Sequence[float]) -> bool:
-    """Whether a group's rewards differ (dynamic sampling keeps only such groups)."""
-    return len(set(rewards)) > 1
+def has_signal(correctness: Sequence[float]) -> bool:
+    """Whether a group's correctness values differ (dynamic sampling keeps only such groups)."""
+    return len(set(correctness)) > 1
 
 
 def _std(values: Sequence[float]) -> float:
@@ -101,15 +110,15 @@ def _normalise(values: Sequence[float], std: float, eps: float) -> list[float]:
 
 
 def group_advantages(groups: Sequence[Sequence[float]], config: AdvantageConfig) -> list[list[float]]:
-    """Per-trajectory advantages for each group of rewards (module docstring formulas)."""
+    """Per-trajectory advantages for each group of rewards (module docstring formulas).
+
+    For ``reinforce_pp`` these are the group-centred a_i; the batch whitening happens on the
+    tokens (:func:`whiten_tokens`).
+    """
     centred = [[r - (statistics.fmean(g) if len(g) > 1 else 0.0) for r in g] for g in groups]
-    if config.estimator == "grpo":
-        if not config.norm_by_std:
-            return centred
-        return [_normalise(c, _std(g), config.eps) for g, c in zip(groups, centred, strict=True)]
-    flat = [a for c in centred for a in c]
-    mean, std = statistics.fmean(flat), _std(flat)
-    return [_normalise([a - mean for a in c], std, config.eps) for c in centred]
+    if config.estimator == "reinforce_pp" or not config.norm_by_std:
+        return centred
+    return [_normalise(c, _std(g), config.eps) for g, c in zip(groups, centred, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -153,3 +162,36 @@ def attribute(
                 weights += [1.0 / node_count[node.id]] * n
         out.append(TokenAdvantages(advantages, weights))
     return out
+
+
+def token_moments(tokens: Sequence[TokenAdvantages]) -> tuple[float, float, float]:
+    """(Σ w, Σ w·a, Σ w·a²) over the loss-token copies of ``tokens`` (sum these over processes)."""
+    total = first = second = 0.0
+    for trajectory in tokens:
+        for a, w in zip(trajectory.advantages, trajectory.weights, strict=True):
+            if w > 0:
+                total += w
+                first += w * a
+                second += w * a * a
+    return total, first, second
+
+
+def whiten_tokens(
+    tokens: Sequence[TokenAdvantages], moments: tuple[float, float, float], eps: float
+) -> list[TokenAdvantages]:
+    """REINFORCE++'s token whitening A = (a − μ) / (σ + ε) with μ, σ from the batch's ``moments``
+    (:func:`token_moments`, unbiased variance); tokens off the loss mask stay 0."""
+    total, first, second = moments
+    if total <= 0:
+        return list(tokens)
+    mean = first / total
+    variance = max(second - total * mean * mean, 0.0) / (total - 1) if total > 1 else 1.0
+    denominator = math.sqrt(variance) + eps
+    scale = 1.0 / denominator if denominator > 0 else 0.0
+    return [
+        TokenAdvantages(
+            [(a - mean) * scale if w > 0 else 0.0 for a, w in zip(t.advantages, t.weights, strict=True)],
+            list(t.weights),
+        )
+        for t in tokens
+    ]

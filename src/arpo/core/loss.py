@@ -17,14 +17,20 @@ therefore never contribute) with the aggregation coefficient c of its mini-batch
 * ``token-mean``: c = 1 / Σ_{i,t} w_{i,t} — mean over (weighted) tokens (verl's default; DAPO).
 * ``seq-mean-token-mean``: c_i = 1 / (G · n_i) — mean over each sequence's n_i loss tokens, then
   over the G sequences (GRPO as written by Shao et al. 2024).
-* ``seq-mean-token-sum``: c_i = 1 / G — token sums averaged over sequences (Dr. GRPO, Liu et al.
-  2025, arXiv 2503.20783, which removes the length normaliser).
+* ``seq-mean-token-sum``: c_i = 1 / G — each sequence's token *sum*, averaged over sequences
+  (verl's mode of that name; longer sequences weigh more).
+* ``seq-mean-token-sum-norm``: c = 1 / (G · L_max), L_max the response budget — Dr. GRPO's
+  constant normaliser (Liu et al. 2025, arXiv 2503.20783, §3.1: "replace mask.sum(axis=dim) with a
+  constant value such as generation budget"), so no sequence's tokens are up- or down-weighted
+  by its own length; verl's ``seq-mean-token-sum-norm``.
 
 Coefficients are computed once per mini-batch (:func:`token_scale`) and passed to every
 micro-batch, so gradient accumulation gives exactly the mini-batch loss.
 
 KL to a frozen reference, with δ = log π_ref − log π_θ: ``k1`` = −δ; ``k3`` = e^δ − δ − 1
-(Schulman 2020, "Approximating KL divergence"; unbiased, always ≥ 0, verl's ``low_var_kl``).
+(Schulman 2020, "Approximating KL divergence"; unbiased, always ≥ 0, verl's ``low_var_kl``). As in
+verl, δ is clamped to [−20, 20] and k3 to at most 10, so one token whose probabilities drifted
+apart cannot produce an infinite or exploding term.
 The entropy bonus uses the exact entropy of the learner's distribution at each token.
 """
 
@@ -36,7 +42,9 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
+Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+K3_DELTA_BOUND = 20.0
+K3_MAX = 10.0
 
 
 class PolicyLossConfig(BaseModel):
@@ -63,12 +71,16 @@ def batch_totals(weights: torch.Tensor) -> tuple[float, float]:
 
 
 def token_scale(
-    weights: torch.Tensor, aggregation: Aggregation, totals: tuple[float, float] | None = None
+    weights: torch.Tensor,
+    aggregation: Aggregation,
+    totals: tuple[float, float] | None = None,
+    max_length: int | None = None,
 ) -> torch.Tensor:
     """Scale s = c·w for ``weights`` ``[B, T]`` (0 off the loss mask).
 
     ``totals`` = (Σ w, G) of the whole mini-batch when ``weights`` is only part of it (another
     process's rows, see :func:`batch_totals`); by default the totals of ``weights`` itself.
+    ``max_length`` is L_max of ``seq-mean-token-sum-norm`` (required there, unused otherwise).
     """
     total_weight, sequences = totals if totals is not None else batch_totals(weights)
     if total_weight <= 0 or sequences <= 0:
@@ -78,6 +90,12 @@ def token_scale(
     if aggregation == "seq-mean-token-mean":
         lengths = (weights > 0).sum(dim=1, keepdim=True).clamp(min=1)
         return weights / (lengths * sequences)
+    if aggregation == "seq-mean-token-sum-norm":
+        if max_length is None or max_length < 1:
+            raise ValueError(
+                f"seq-mean-token-sum-norm needs the response budget L_max >= 1, got {max_length}"
+            )
+        return weights / (sequences * max_length)
     return weights / sequences
 
 
@@ -104,7 +122,8 @@ def kl_terms(
     delta = ref_logprobs - logprobs
     if estimator == "k1":
         return -delta
-    return torch.exp(delta) - delta - 1
+    delta = delta.clamp(-K3_DELTA_BOUND, K3_DELTA_BOUND)
+    return (torch.exp(delta) - delta - 1).clamp(max=K3_MAX)
 
 
 @dataclass

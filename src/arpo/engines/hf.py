@@ -33,6 +33,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from arpo.core.entropy import entropy_from_logits
+from arpo.core.logits import PolicyView, tokenizer_vocab_size
 from arpo.engines.base import Continuation, GeneratorStats, SamplingParams, requests_to_run
 
 KV = tuple[tuple[torch.Tensor, torch.Tensor], ...]
@@ -94,7 +95,8 @@ class HFGenerator:
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
-        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self.vocab_size = tokenizer_vocab_size(tokenizer, int(model.get_output_embeddings().weight.shape[0]))
+        """|V|: the tokenizer's tokens; padded output rows beyond them are never sampled."""
         self.eos_ids = _eos_ids(model, tokenizer)
         self.stop_window_tokens = stop_window_tokens
         # transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`
@@ -192,7 +194,7 @@ class HFGenerator:
         logits, valid, starts = self._prefill(rows_live, cache, valid)
         window = self.stop_window_tokens or max([len(s) for s in stop_strings] + [1]) + 2
         while live:
-            tokens, logprobs, entropies = _sample(logits, sampling, self._rng)
+            tokens, logprobs, entropies = _sample(logits, sampling, self.vocab_size, self._rng)
             keep: list[int] = []
             for b, i in enumerate(live):
                 out, row, tok = outs[i], rows[i], int(tokens[b])
@@ -348,10 +350,11 @@ def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[
 
 
 def _sample(
-    logits: torch.Tensor, sampling: SamplingParams, rng: torch.Generator
+    logits: torch.Tensor, sampling: SamplingParams, vocab_size: int, rng: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sample one token per row; returns (tokens, log-probs, entropies) under softmax(logits/T)."""
-    scaled = logits / sampling.temperature if sampling.temperature > 0 else logits
+    """Sample one token per row; returns (tokens, log-probs, entropies) under the policy
+    softmax(logits[:|V|]/T) of :mod:`arpo.core.logits` (T = 1 for the log-probs when greedy)."""
+    scaled = PolicyView(sampling.temperature or 1.0, vocab_size)(logits)
     log_probs = torch.log_softmax(scaled, dim=-1)
     entropies = entropy_from_logits(scaled)
     if sampling.temperature == 0:

@@ -58,7 +58,25 @@ def demo_results(out: Path, wall_s: Mapping[str, float], cpu_s: Mapping[str, flo
     models = results["models"]
     results["arpo_minus_sft"] = models["arpo"]["pass@1"] - models["sft"]["pass@1"]
     results["grpo_minus_sft"] = models["grpo"]["pass@1"] - models["sft"]["pass@1"]
+    results["training_accuracy"] = {name: training_accuracy(out / name) for name in ("arpo", "grpo")}
     return results
+
+
+START_STEPS = 5
+END_STEPS = 10
+
+
+def training_accuracy(run_dir: Path) -> dict[str, Any]:
+    """Sampled training accuracy of an RL run: the mean over its first ``START_STEPS`` steps (the
+    policy has barely moved), over its last ``END_STEPS`` steps, and per step."""
+    curve = [m["reward/accuracy"] for m in read_metrics(run_dir) if "reward/accuracy" in m]
+    if not curve:
+        return {"start": None, "end": None, "per_step": []}
+    return {
+        "start": sum(curve[:START_STEPS]) / len(curve[:START_STEPS]),
+        "end": sum(curve[-END_STEPS:]) / len(curve[-END_STEPS:]),
+        "per_step": curve,
+    }
 
 
 def verdict_line(results: Mapping[str, Any]) -> str:
@@ -97,6 +115,15 @@ def write_demo_report(out: Path, config: Mapping[str, Any], results: Mapping[str
                 ]
                 for name, label in MODELS.items()
             ],
+        ),
+        Paragraph(
+            "Training accuracy (the RL rollouts' own samples at the rollout temperature; mean of the first "
+            f"{START_STEPS} steps → mean of the last {END_STEPS}): "
+            + "; ".join(
+                f"{MODELS[name]} {_percent(acc['start'])} → {_percent(acc['end'])}"
+                for name, acc in results["training_accuracy"].items()
+            )
+            + "."
         ),
         Heading("Accuracy by task family", 2),
         Table(

@@ -8,9 +8,11 @@ as it is and solid as its centred moving average over w points.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -52,6 +54,15 @@ def moving_average(values: Sequence[float], window: int) -> list[float]:
     return out
 
 
+def plain_y_axis(ax: Any, values: Sequence[float]) -> None:
+    """Tick labels without matplotlib's offset ("1e-16+3e-4" for a constant learning rate): a
+    constant positive series gets the range [0, 1.5·value]."""
+    finite = [v for v in values if math.isfinite(v)]
+    if finite and max(finite) == min(finite) and finite[0] > 0:
+        ax.set_ylim(0, 1.5 * finite[0])
+    ax.ticklabel_format(axis="y", useOffset=False)
+
+
 def figure(panels: Sequence[Panel], path: str | Path, title: str | None = None) -> Path:
     """Draw ``panels`` side by side and write the PNG to ``path``."""
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
@@ -79,6 +90,7 @@ def figure(panels: Sequence[Panel], path: str | Path, title: str | None = None) 
                     )
             if panel.marker_x is not None:
                 ax.axvline(panel.marker_x, color="grey", linestyle=":", linewidth=1)
+            plain_y_axis(ax, [y for series in panel.series for y in series.y])
             ax.set_title(panel.title, fontsize=10)
             ax.set_xlabel(panel.xlabel)
             ax.set_ylabel(panel.ylabel)

@@ -42,6 +42,15 @@ class PaddedBatch:
             self.input_ids[index], self.attention_mask[index], self.weights[index], self.advantages[index]
         )
 
+    def narrow(self, width: int) -> PaddedBatch:
+        """The first ``width`` columns (drops padding when every row fits in them)."""
+        return PaddedBatch(
+            self.input_ids[:, :width],
+            self.attention_mask[:, :width],
+            self.weights[:, :width],
+            self.advantages[:, :width],
+        )
+
 
 def pad_rows(rows: Sequence[LearnerRow], pad_id: int, device: torch.device | str = "cpu") -> PaddedBatch:
     """Right-pad rows to the longest one."""

@@ -45,7 +45,12 @@ class LoopConfig(BaseModel):
 
     steps: int = Field(100, ge=1, description="Training steps.")
     seed: int = Field(0, description="Seeds the data order (and, for RL, rollouts and branching).")
-    micro_batch_size: int = Field(8, ge=1, description="Rows per forward/backward (gradient accumulation).")
+    micro_batch_size: int = Field(
+        8,
+        ge=1,
+        description="Rows per forward/backward (gradient accumulation): trajectories or demonstrations, or packed "
+        "rows with packing: tree.",
+    )
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision.")
     save_every: int = Field(50, ge=1, description="Checkpoint every this many steps (and at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")

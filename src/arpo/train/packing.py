@@ -17,8 +17,10 @@ from the previous packed token. The mask is passed to the model as a 4-D additiv
 ``[B, 1, L, L]``, which transformers' ``eager`` and ``sdpa`` attention accept; padding rows attend
 to themselves only.
 
-Several trees share a packed row up to ``max_tokens``; a tree is never split, so a tree larger
-than the budget gets a row of its own.
+Several trees share a packed row up to ``max_tokens`` (first fit: each tree goes into the first
+row with room for it); a tree is never split, so a tree larger than the budget gets a row of its
+own. Attention over a packed row costs its length squared, so rows are kept short enough that
+the quadratic part stays small beside the linear layers.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from arpo.core.entropy import entropy_from_logits
+from arpo.core.logits import RAW, PolicyView
 from arpo.core.tree import RolloutTree
 
 
@@ -70,13 +73,15 @@ def _tree_size(tree: RolloutTree) -> int:
 
 
 def pack_trees(trees: Sequence[RolloutTree], max_tokens: int) -> Packing:
-    """Pack ``trees`` (in order) into rows of at most ``max_tokens`` unique tokens."""
+    """Pack ``trees`` (first fit, in order) into rows of at most ``max_tokens`` unique tokens."""
     rows: list[PackedRow] = []
     columns: list[list[list[tuple[int, int]]]] = []
     for tree in trees:
-        if not rows or len(rows[-1]) + _tree_size(tree) > max_tokens and len(rows[-1]) > 0:
+        size = _tree_size(tree)
+        row_index = next((i for i, r in enumerate(rows) if len(r) + size <= max_tokens), len(rows))
+        if row_index == len(rows):
             rows.append(PackedRow())
-        row_index, row = len(rows) - 1, rows[-1]
+        row = rows[row_index]
         start: dict[int, int] = {}
         depth: dict[int, int] = {}
         for node in tree.walk():
@@ -139,9 +144,10 @@ def collate_packed(
 
 
 def packed_logprobs(
-    model: torch.nn.Module, batch: PackedBatch, *, with_entropy: bool = False
+    model: torch.nn.Module, batch: PackedBatch, *, with_entropy: bool = False, view: PolicyView = RAW
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``[B, L]`` log-prob of each packed token given its own trajectory's context (0 without one).
+    """``[B, L]`` log-prob of each packed token given its own trajectory's context (0 without one),
+    under the policy ``view`` of the logits (:mod:`arpo.core.logits`).
 
     Reads the logits at each token's predecessor column by index, without copying the logits.
     """
@@ -151,7 +157,7 @@ def packed_logprobs(
         position_ids=batch.position_ids,
         use_cache=False,
     ).logits
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    logits = view(logits)
     rows, width, vocab = logits.shape
     has_prev = batch.predecessor >= 0
     prev = batch.predecessor.clamp(min=0)

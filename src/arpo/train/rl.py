@@ -5,15 +5,23 @@ One training step (arXiv 2507.19849 §3; ARPO_REFERENCE.md §2 for the authors' 
 1. take ``prompts_per_step`` tasks (a seeded permutation per epoch) and render their prompts;
 2. grow one rollout tree per prompt with the generator (:mod:`arpo.rollout`), seeded per step;
 3. score every trajectory with the reward function (plus DAPO's overlong penalty if set) and
-   compute advantages per group (tree), dropping zero-variance groups with dynamic sampling;
-4. attribute them to tokens (``soft`` / ``hard``) and lay trajectories out as padded rows;
-5. recompute the old log-probs with the learner (no gradient), and the reference log-probs when
-   a KL term is used;
+   compute advantages per group (tree), dropping groups whose correctness does not vary with
+   dynamic sampling;
+4. attribute them to tokens (``soft`` / ``hard``; REINFORCE++ whitens them over the batch's
+   tokens) and lay trajectories out as the learner's rows;
+5. recompute the old log-probs with the learner (no gradient) — unless the batch makes exactly
+   one optimizer step (one epoch, one mini-batch), where π_old = π_θ and the old log-probs are
+   the current ones, detached (as verl does) —, and the reference log-probs when a KL term is
+   used;
 6. for ``ppo_epochs`` passes over mini-batches of ``mini_batch_prompts`` trees (shuffled per
    step): the clipped loss of :mod:`arpo.core.loss` with the mini-batch's aggregation scale,
    accumulated over micro-batches of ``micro_batch_size`` rows, gradient clipping, one optimizer
    step;
 7. step the LR schedule (once per training step), log metrics, checkpoint every ``save_every``.
+
+Every log-prob the learner takes is of the sampled policy softmax(z[:|V|]/T), with the rollout's
+temperature T and the tokenizer's vocabulary |V| (:mod:`arpo.core.logits`), so the ratio, KL and
+entropy refer to the distribution the trajectories were drawn from.
 
 The ``hf`` generator samples with the learner's own module (the unwrapped model), so every
 rollout sees the latest weights; its KV caches live only for one rollout call, so nothing stale
@@ -34,9 +42,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from arpo.core.advantage import AdvantageConfig, attribute, group_advantages, has_signal, overlong_penalty
+from arpo.core.advantage import (
+    AdvantageConfig,
+    TokenAdvantages,
+    attribute,
+    group_advantages,
+    has_signal,
+    overlong_penalty,
+    token_moments,
+    whiten_tokens,
+)
+from arpo.core.logits import PolicyView, tokenizer_vocab_size
 from arpo.core.loss import PolicyLossConfig, policy_loss
 from arpo.core.rewards import RewardInput, RewardResult
 from arpo.core.tree import RolloutTree
@@ -70,6 +88,22 @@ class RLConfig(LoopConfig):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     advantage: AdvantageConfig = Field(default_factory=AdvantageConfig)
     loss: PolicyLossConfig = Field(default_factory=PolicyLossConfig)
+
+    @model_validator(mode="after")
+    def _samples_a_policy(self) -> RLConfig:
+        if self.rollout.temperature <= 0:
+            raise ValueError(
+                "rollout.temperature must be > 0 for training: greedy rollouts give a group of identical "
+                "trajectories (no advantage) and no sampled policy for the learner to score"
+            )
+        return self
+
+    def single_update(self) -> bool:
+        """Whether each rollout batch makes exactly one optimizer step (then π_old = π_θ)."""
+        return (
+            self.ppo_epochs == 1
+            and (self.mini_batch_prompts or self.prompts_per_step) >= self.prompts_per_step
+        )
 
 
 @dataclass
@@ -109,6 +143,9 @@ class RLTrainer(TrainLoop):
         self.reference = reference.to(self.accelerator.device).eval() if reference is not None else None
         generator = build_generator(config.rollout.engine, self.policy, tokenizer, config.rollout.vllm)
         self.rollout = ArpoRollout(generator, tokenizer, tools, config.rollout)
+        output_rows = int(self.policy.get_output_embeddings().weight.shape[0])
+        self.view = PolicyView(config.rollout.temperature, tokenizer_vocab_size(tokenizer, output_rows))
+        """The sampled policy the learner scores (temperature, vocabulary)."""
         self.packing: Packing = config.packing
         if config.packing == "tree" and (reason := tree_packing_unsupported(self.policy)) is not None:
             logger.warning("packing: tree is not available (%s); falling back to flat", reason)
@@ -143,9 +180,11 @@ class RLTrainer(TrainLoop):
     def _score(self, trees: list[RolloutTree], tasks: list[Task]) -> _Scored:
         cfg = self.config.advantage
         groups: list[list[float]] = []
+        correctness: list[list[float]] = []
         results: list[RewardResult] = []
         for tree, task in zip(trees, tasks, strict=True):
             rewards = []
+            start = len(results)
             for traj in tree.trajectories():
                 response = self.tokenizer.decode(
                     traj.token_ids[traj.prompt_length :], skip_special_tokens=True
@@ -157,15 +196,19 @@ class RLTrainer(TrainLoop):
                 bonus = overlong_penalty(traj.response_length, cfg.overlong) if cfg.overlong else 0.0
                 rewards.append(result.total + bonus)
             groups.append(rewards)
-        kept = [i for i, g in enumerate(groups) if not cfg.dynamic_sampling or has_signal(g)]
-        every = self.all_gather([groups[i] for i in kept])  # batch statistics span all processes
-        offset = sum(len(part) for part in every[: self.rank])
-        advantages = group_advantages([g for part in every for g in part], cfg)[offset : offset + len(kept)]
+            correctness.append([r.correctness for r in results[start:]])
+        kept = [i for i, c in enumerate(correctness) if not cfg.dynamic_sampling or has_signal(c)]
+        advantages = group_advantages([groups[i] for i in kept], cfg)
+        attributed: list[tuple[int, list[TokenAdvantages]]] = [
+            (g, attribute(trees[g], adv, cfg.attribution)) for g, adv in zip(kept, advantages, strict=True)
+        ]
+        if cfg.estimator == "reinforce_pp":  # whitened over the tokens of every process's batch
+            moments = self.all_sum(*token_moments([t for _, group in attributed for t in group]))
+            attributed = [(g, whiten_tokens(group, moments, cfg.eps)) for g, group in attributed]
         rows: list[LearnerRow] = []
         rows_by_group: dict[int, list[int]] = {}
-        for g, adv in zip(kept, advantages, strict=True):
-            tree = trees[g]
-            for traj, tokens in zip(tree.trajectories(), attribute(tree, adv, cfg.attribution), strict=True):
+        for g, tokens_by_trajectory in attributed:
+            for traj, tokens in zip(trees[g].trajectories(), tokens_by_trajectory, strict=True):
                 rows_by_group.setdefault(g, []).append(len(rows))
                 rows.append(LearnerRow(traj.token_ids, tokens.weights, tokens.advantages, group=g))
         flat = [r for g in groups for r in g]
@@ -197,6 +240,8 @@ class RLTrainer(TrainLoop):
             device=self.accelerator.device,
             totals=totals,
             loss_multiplier=float(self.world),
+            view=self.view,
+            max_length=cfg.rollout.max_response_tokens,
         )
         return batch, index
 
@@ -227,17 +272,17 @@ class RLTrainer(TrainLoop):
         local_size = per_step // self.world
         metrics: dict[str, float] = {}
         old = ref = None
-        if groups:
+        if groups and (self.reference is not None or not cfg.single_update()):
             shape = (len(scored.rows), max(len(r.token_ids) for r in scored.rows))
             everything, index = self._layout(groups, scored)
-            old = self._copy_logprobs(self.model, everything, index, shape)
+            if not cfg.single_update():
+                old = self._copy_logprobs(self.model, everything, index, shape)
             if self.reference is not None:
                 ref = self._copy_logprobs(self.reference, everything, index, shape)
-            metrics["train/tokens_forwarded"] = float(everything.tokens_forwarded)
         self.model.train()
         order_rng = random.Random((cfg.seed * 7_919 + self.step) * self.world + self.rank)
         sums: dict[str, list[float]] = {}
-        for _ in range(cfg.ppo_epochs):
+        for epoch in range(cfg.ppo_epochs):
             shuffled = list(groups)
             order_rng.shuffle(shuffled)
             for j in range(chunks):
@@ -253,14 +298,19 @@ class RLTrainer(TrainLoop):
                     self.clip_and_step()
                     continue
                 batch, index = self._layout(chosen, scored, totals)
+                if epoch == 0:
+                    metrics["train/tokens_forwarded"] = (
+                        metrics.get("train/tokens_forwarded", 0.0) + batch.tokens_forwarded
+                    )
                 for key, value in self._optimizer_step(batch, index, old, ref).items():
                     sums.setdefault(key, []).append(value)
         metrics.update({key: statistics.fmean(values) for key, values in sums.items()})
         return metrics
 
     def _optimizer_step(
-        self, batch: MiniBatch, index: list[int], old: torch.Tensor, ref: torch.Tensor | None
+        self, batch: MiniBatch, index: list[int], old: torch.Tensor | None, ref: torch.Tensor | None
     ) -> dict[str, float]:
+        """One optimizer step on ``batch``; ``old`` None means π_old = π_θ (a single update)."""
         cfg = self.config
         rows = torch.tensor(index, device=self.accelerator.device)
         totals = {"loss/policy": 0.0, "loss/clip_fraction": 0.0, "loss/kl": 0.0, "loss/entropy": 0.0}
@@ -269,9 +319,10 @@ class RLTrainer(TrainLoop):
             copy_cols = batch.copy_cols[unit.copies]
             with self.micro_step(last=i == len(batch.units) - 1), self.accelerator.autocast():
                 logprobs, entropies = unit.logprobs(self.model, with_entropy=cfg.loss.entropy_coef > 0)
+                logprobs = logprobs.float()
                 parts = policy_loss(
-                    logprobs.float(),
-                    old[copy_rows, copy_cols],
+                    logprobs,
+                    old[copy_rows, copy_cols] if old is not None else logprobs.detach(),
                     batch.advantages[unit.copies],
                     batch.scale[unit.copies],
                     cfg.loss,

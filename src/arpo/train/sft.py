@@ -7,10 +7,18 @@ tool-result tokens. The loss of a batch is the token-mean negative log-likelihoo
     L = − Σ_{i,t} w_{i,t} log π(x_{i,t} | x_{i,<t}) / Σ_{i,t} w_{i,t}
 
 accumulated over micro-batches with the batch's normaliser (so accumulation is exact).
+
+Layout (:mod:`arpo.train.layout`): with ``packing: tree`` (the default) the batch's
+demonstrations are packed, first fit, into rows of at most ``pack_tokens`` tokens, each attending
+only to itself (a block-diagonal causal mask, positions restarting at 0), so short examples share
+a row instead of being padded to the longest one; the log-probs equal the padded ones. With
+``flat`` each demonstration is a row, micro-batches sorted by length and padded to their own
+longest row. Models whose attention takes no custom 4-D mask fall back to ``flat``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,16 +26,27 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from arpo.core.loss import batch_totals, token_scale
-from arpo.train.batching import LearnerRow, micro_batches, pad_rows
-from arpo.train.logprobs import token_logprobs
+from arpo.train.batching import LearnerRow
+from arpo.train.layout import Packing, build_minibatch, one_path_tree
 from arpo.train.loop import LoopConfig, TrainLoop
+from arpo.train.packing import tree_packing_unsupported
+
+logger = logging.getLogger(__name__)
 
 
 class SFTConfig(LoopConfig):
     """A cold-start SFT run (the data source is configured by the job)."""
 
     batch_size: int = Field(32, ge=1, description="Demonstrations per optimizer step.")
+    packing: Packing = Field(
+        "tree",
+        description="tree: demonstrations packed into shared rows (no padding, exact); flat: one padded row each.",
+    )
+    pack_tokens: int = Field(
+        256,
+        ge=1,
+        description="Tokens per packed row (attention costs its square; longer examples get their own row).",
+    )
 
 
 class SFTTrainer(TrainLoop):
@@ -47,25 +66,40 @@ class SFTTrainer(TrainLoop):
         self.check_divisible("train.batch_size", config.batch_size)
         self.config = config
         self.demos = list(demos)
+        self.packing: Packing = config.packing
+        if config.packing == "tree" and (reason := tree_packing_unsupported(self.policy)) is not None:
+            logger.warning("packing: tree is not available (%s); falling back to flat", reason)
+            self.packing = "flat"
 
     def train_step(self) -> dict[str, Any]:
         cfg = self.config
         rows = self.shard([self.demos[i] for i in self.sampler.take(cfg.batch_size)])
-        batch = pad_rows(rows, self.pad_id, self.accelerator.device)
-        totals = self.all_sum(*batch_totals(batch.weights))
-        scale = token_scale(batch.weights, "token-mean", totals) * self.world
+        weight = sum(sum(r.weights) for r in rows)
+        totals = self.all_sum(weight, float(sum(any(w > 0 for w in r.weights) for r in rows)))
+        batch = build_minibatch(
+            [one_path_tree(r.token_ids) for r in rows],
+            rows,
+            aggregation="token-mean",
+            packing=self.packing,
+            micro_batch_size=cfg.micro_batch_size,
+            pack_tokens=cfg.pack_tokens,
+            pad_id=self.pad_id,
+            dtype=next(self.policy.parameters()).dtype,
+            device=self.accelerator.device,
+            totals=totals,
+            loss_multiplier=float(self.world),
+        )
         self.model.train()
         total = 0.0
-        slices = list(micro_batches(len(batch), cfg.micro_batch_size))
-        for i, micro in enumerate(slices):
-            part = batch.rows(micro)
-            with self.micro_step(last=i == len(slices) - 1), self.accelerator.autocast():
-                logprobs, _ = token_logprobs(self.model, part.input_ids, part.attention_mask)
-                loss = -(scale[micro] * logprobs.float()).sum()
+        for i, unit in enumerate(batch.units):
+            with self.micro_step(last=i == len(batch.units) - 1), self.accelerator.autocast():
+                logprobs, _ = unit.logprobs(self.model)
+                loss = -(batch.scale[unit.copies] * logprobs.float()).sum()
                 self.accelerator.backward(loss)
             total += loss.item()
         return {
             "loss/sft": total,
-            "tokens": float(batch.weights.sum()),
+            "tokens": weight,
+            "tokens_forwarded": float(batch.tokens_forwarded),
             "grad_norm": self.clip_and_step(),
         }

@@ -1,0 +1,184 @@
+"""Sanity problems with a known optimum that the RL trainer must *learn* in seconds.
+
+Unit tests pin formulas; these catch what they miss: a sign error, a broken loss mask, log-probs
+read at the wrong position, an attribution or packing bug. Each problem starts from a policy
+whose behaviour is known, has a reward whose optimum is known and reachable, and must reach a
+stated reward within a stated number of steps, for every combination of the trainer's main
+switches (GRPO and ARPO sampling, soft and hard attribution, tree and flat packing, 1 PPO epoch
+or 2 epochs of 2 mini-batches), plus the REINFORCE++ estimator and Dr. GRPO's aggregation.
+
+* **use the tool** (10 steps of 4 prompts × 4 trajectories): a policy imitating two kinds of
+  demonstrations — call ``<calc>1+2</calc>``, read the result, answer ``3``; or answer ``7`` at
+  once — prefers the direct route (reward ≈ 0.1–0.2 at step 1) and is rewarded for the right
+  answer. Optimum: always call the tool and copy its result (reward 1); the mean of the last 4
+  steps must be ≥ 0.85.
+* **be brief**: the same starting policy, rewarded for short responses (1 − characters / 60)
+  whatever the answer. Optimum: always answer at once (0.7). The opposite direction of the first
+  problem, so neither can pass through a bias towards long or short trajectories.
+* **token bandit** (20 steps of 4 prompts × 8): a random policy rewarded for the share of digits
+  in its first 6 tokens, ≈ 0.15 at the start; no tools, so every token is the model's. Optimum 1;
+  the last 4 steps must average ≥ 0.8.
+
+The thresholds leave a margin below the measured curves (a failing test prints its curve).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+import torch
+
+from arpo.core.rewards import RewardInput, RewardResult
+from arpo.models.tiny import build_tiny_llama
+from arpo.tasks.record import ChatMessage, Task
+from arpo.tools import Calculator, ToolBox
+from arpo.train.rl import RLConfig, RLTrainer
+
+TOOL_ROUTE = "<calc>1+2</calc><result>3</result><answer>3</answer><|eos|>"
+DIRECT_ROUTE = "<answer>7</answer><|eos|>"
+BUDGET = 24
+STEPS = 10
+QUESTIONS = ["what is 1+2?", "add one and two", "compute 1+2 please", "sum of 1 and 2?"]
+
+
+def tasks() -> list[Task]:
+    return [
+        Task(str(i), (ChatMessage("user", q),), ("3",), "number", "sanity") for i, q in enumerate(QUESTIONS)
+    ]
+
+
+def result(value: float, correct: float) -> RewardResult:
+    return RewardResult(
+        total=value, format_ok=True, format_error=None, correctness=correct, bonus=0.0, answer=None
+    )
+
+
+def right_answer(sample: RewardInput) -> RewardResult:
+    correct = float("<answer>3</answer>" in sample.response)
+    return result(correct, correct)
+
+
+def brevity(sample: RewardInput) -> RewardResult:
+    value = 1.0 - len(sample.response) / 60  # characters: the direct route is 18, the tool route 54
+    return result(value, value)
+
+
+def digit_share(sample: RewardInput) -> RewardResult:
+    text = sample.response.replace("<|eos|>", "")
+    value = sum(c.isdigit() for c in text) / 6
+    return result(value, value)
+
+
+@pytest.fixture(scope="module")
+def two_route_policy(tokenizer, prompts) -> dict[str, torch.Tensor]:
+    """Weights of a tiny Llama that takes the tool route or the direct route about half the time each."""
+    model = build_tiny_llama(tokenizer, seed=5)
+    script = (
+        tokenizer.encode(TOOL_ROUTE, add_special_tokens=False),
+        tokenizer.encode(DIRECT_ROUTE, add_special_tokens=False),
+    )
+    sequences = [torch.tensor(p + s)[None] for p in prompts for s in script]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for step in range(240):
+        seq = sequences[step % len(sequences)]
+        loss = model(input_ids=seq, labels=seq).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def config(
+    steps: int, *, m: int = 4, n: int | None = None, budget: int = BUDGET, lr: float = 3e-3, **train
+) -> RLConfig:
+    return RLConfig.model_validate(
+        {
+            "steps": steps,
+            "prompts_per_step": 4,
+            "micro_batch_size": 16,
+            "save_every": steps,
+            "keep_checkpoints": 1,
+            "rollout": {
+                "branching": {"rollouts_per_prompt": m, "initial_rollouts": n or m, "entropy_window": 4},
+                "max_response_tokens": budget,
+                "max_tool_calls": 1,
+            },
+            "optim": {"lr": lr, "warmup_steps": 0},
+            "logging": {"tensorboard": False},
+            **train,
+        }
+    )
+
+
+def learn(model, tokenizer, reward_fn, cfg: RLConfig, run_dir) -> list[float]:
+    """Train; returns the mean reward of each step."""
+    with ToolBox([Calculator()]) as tools:
+        trainer = RLTrainer(cfg, model, tokenizer, tasks(), tools, reward_fn, run_dir)
+        return [m["reward/mean"] for m in trainer.train()]
+
+
+def final(curve: list[float], last: int = 4) -> float:
+    return statistics.fmean(curve[-last:])
+
+
+SWITCHES = [
+    pytest.param(
+        n, attribution, packing, epochs, id=f"{'arpo' if n else 'grpo'}-{attribution}-{packing}-{epochs}ep"
+    )
+    for n in (None, 2)
+    for attribution in ("soft", "hard")
+    for packing in ("tree", "flat")
+    for epochs in (1, 2)
+]
+
+
+@pytest.mark.parametrize(("n", "attribution", "packing", "epochs"), SWITCHES)
+def test_learns_to_use_the_tool(two_route_policy, tokenizer, tmp_path, n, attribution, packing, epochs):
+    model = build_tiny_llama(tokenizer, seed=5)
+    model.load_state_dict(two_route_policy)
+    cfg = config(
+        STEPS,
+        n=n,
+        packing=packing,
+        ppo_epochs=epochs,
+        mini_batch_prompts=2 if epochs == 2 else None,
+        advantage={"attribution": attribution},
+    )
+    curve = learn(model, tokenizer, right_answer, cfg, tmp_path)
+    assert curve[0] < 0.5, f"the start should be mixed: {curve}"
+    assert final(curve) >= 0.85, f"reward per step: {[round(r, 2) for r in curve]}"
+
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        pytest.param({"advantage": {"estimator": "reinforce_pp"}}, id="reinforce_pp"),
+        pytest.param({"loss": {"aggregation": "seq-mean-token-sum-norm"}}, id="dr-grpo"),
+    ],
+)
+def test_other_estimators_learn_to_use_the_tool(two_route_policy, tokenizer, tmp_path, train):
+    model = build_tiny_llama(tokenizer, seed=5)
+    model.load_state_dict(two_route_policy)
+    curve = learn(model, tokenizer, right_answer, config(STEPS, n=2, **train), tmp_path)
+    assert final(curve) >= 0.85, f"reward per step: {[round(r, 2) for r in curve]}"
+
+
+@pytest.mark.parametrize("n", [pytest.param(None, id="grpo"), pytest.param(2, id="arpo")])
+def test_learns_to_be_brief(two_route_policy, tokenizer, tmp_path, n):
+    model = build_tiny_llama(tokenizer, seed=5)
+    model.load_state_dict(two_route_policy)
+    curve = learn(model, tokenizer, brevity, config(STEPS, n=n), tmp_path)
+    direct = 1 - 18 / 60
+    assert final(curve) >= direct - 0.02, f"reward per step: {[round(r, 2) for r in curve]}"
+
+
+@pytest.mark.parametrize("packing", ["tree", "flat"])
+def test_token_bandit(tokenizer, tmp_path, packing):
+    model = build_tiny_llama(tokenizer, seed=0)
+    curve = learn(
+        model, tokenizer, digit_share, config(20, m=8, budget=6, lr=1e-2, packing=packing), tmp_path
+    )
+    assert statistics.fmean(curve[:3]) < 0.3
+    assert final(curve) >= 0.8, f"reward per step: {[round(r, 2) for r in curve]}"
