@@ -72,7 +72,8 @@ def digit_share(sample: RewardInput) -> RewardResult:
 
 @pytest.fixture(scope="module")
 def two_route_policy(tokenizer, prompts) -> dict[str, torch.Tensor]:
-    """Weights of a tiny Llama that takes the tool route or the direct route about half the time each."""
+    """Weights of a tiny Llama that imitated both routes: it takes the direct route most of the time
+    (about 3 in 4 samples), the tool route otherwise."""
     model = build_tiny_llama(tokenizer, seed=5)
     script = (
         tokenizer.encode(TOOL_ROUTE, add_special_tokens=False),
