@@ -15,6 +15,7 @@ reason). Entropies normalised by ln|V| use the same |V|.
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from dataclasses import dataclass
 
 import torch
@@ -42,13 +43,9 @@ class PolicyView:
         return logits / self.temperature if self.temperature != 1.0 else logits
 
 
-def tokenizer_vocab_size(tokenizer: object, output_rows: int) -> int:
+def tokenizer_vocab_size(tokenizer: Sized, output_rows: int) -> int:
     """|V|: the tokenizer's token count (``len(tokenizer)``), at most the model's output rows."""
-    try:
-        size = len(tokenizer)  # type: ignore[arg-type]
-    except TypeError:
-        return output_rows
-    return min(size, output_rows) if size >= 2 else output_rows
+    return min(len(tokenizer), output_rows)
 
 
 RAW = PolicyView()

@@ -19,6 +19,7 @@ a resumed run continues exactly where the checkpoint left it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import warnings
 from collections.abc import Callable
@@ -31,11 +32,19 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedType, gather_object, parse_flag_from_env
 from pydantic import BaseModel, ConfigDict, Field
 
+from arpo.core.logits import RAW, PolicyView
+from arpo.core.loss import Aggregation
+from arpo.core.tree import RolloutTree
+from arpo.train.batching import LearnerRow
 from arpo.train.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
+from arpo.train.layout import MiniBatch, Packing, build_minibatch
 from arpo.train.metrics_log import LoggingConfig, MetricsLogger
 from arpo.train.optim import OptimConfig, build_optimizer
+from arpo.train.packing import tree_packing_unsupported
 from arpo.train.progress import StepProgress
 from arpo.train.sampler import TaskSampler
+
+logger = logging.getLogger(__name__)
 
 
 class LoopConfig(BaseModel):
@@ -168,6 +177,50 @@ class TrainLoop:
                 f"step {self.step}: the processes hold different parameters (SHA-256 by process: {digests})"
             )
         return digests[0]
+
+    def row_totals(self, rows: list[LearnerRow]) -> tuple[float, float]:
+        """(Σ w, sequences with loss tokens) of ``rows`` summed over the processes: the normalisers
+        of a global mini-batch (:func:`arpo.core.loss.token_scale`)."""
+        weight = sum(sum(r.weights) for r in rows)
+        return self.all_sum(weight, float(sum(any(w > 0 for w in r.weights) for r in rows)))
+
+    # ----- the learner's layout ---------------------------------------------------------------
+    def resolve_packing(self, packing: Packing) -> Packing:
+        """``packing``, or ``flat`` (logged) when the model cannot run tree-packed rows."""
+        if packing == "tree" and (reason := tree_packing_unsupported(self.policy)) is not None:
+            logger.warning("packing: tree is not available (%s); falling back to flat", reason)
+            return "flat"
+        return packing
+
+    def lay_out(
+        self,
+        trees: list[RolloutTree],
+        rows: list[LearnerRow],
+        *,
+        aggregation: Aggregation,
+        packing: Packing,
+        pack_tokens: int,
+        totals: tuple[float, float] | None = None,
+        view: PolicyView = RAW,
+        max_length: int | None = None,
+    ) -> MiniBatch:
+        """:func:`arpo.train.layout.build_minibatch` on this process's device, dtype, padding id and
+        micro-batch size, with loss scales multiplied by the number of processes."""
+        return build_minibatch(
+            trees,
+            rows,
+            aggregation=aggregation,
+            packing=packing,
+            micro_batch_size=self.loop_config.micro_batch_size,
+            pack_tokens=pack_tokens,
+            pad_id=self.pad_id,
+            dtype=next(self.policy.parameters()).dtype,
+            device=self.accelerator.device,
+            totals=totals,
+            loss_multiplier=float(self.world),
+            view=view,
+            max_length=max_length,
+        )
 
     def dummy_backward(self) -> None:
         """A zero-loss pass through the model, so this process joins the gradient all-reduce of an

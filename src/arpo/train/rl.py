@@ -32,7 +32,6 @@ Placement and mixed precision come from ``accelerate``.
 
 from __future__ import annotations
 
-import logging
 import random
 import statistics
 import time
@@ -64,12 +63,10 @@ from arpo.tasks.prompts import render_prompt
 from arpo.tasks.record import Task
 from arpo.tools import ToolBox, ToolStatus
 from arpo.train.batching import LearnerRow
-from arpo.train.layout import MiniBatch, Packing, build_minibatch
+from arpo.train.layout import MiniBatch, Packing
 from arpo.train.loop import LoopConfig, TrainLoop
-from arpo.train.packing import tree_packing_unsupported
 
 RewardFn = Callable[[RewardInput], RewardResult]
-logger = logging.getLogger(__name__)
 
 
 class RLConfig(LoopConfig):
@@ -146,10 +143,7 @@ class RLTrainer(TrainLoop):
         output_rows = int(self.policy.get_output_embeddings().weight.shape[0])
         self.view = PolicyView(config.rollout.temperature, tokenizer_vocab_size(tokenizer, output_rows))
         """The sampled policy the learner scores (temperature, vocabulary)."""
-        self.packing: Packing = config.packing
-        if config.packing == "tree" and (reason := tree_packing_unsupported(self.policy)) is not None:
-            logger.warning("packing: tree is not available (%s); falling back to flat", reason)
-            self.packing = "flat"
+        self.packing: Packing = self.resolve_packing(config.packing)
 
     def train_step(self) -> dict[str, Any]:
         cfg = self.config
@@ -228,18 +222,13 @@ class RLTrainer(TrainLoop):
         """Layout of the given groups' trajectories, and their rows' indices in ``scored.rows``."""
         cfg = self.config
         index = [i for g in groups for i in scored.rows_by_group[g]]
-        batch = build_minibatch(
+        batch = self.lay_out(
             [scored.trees[g] for g in groups],
             [scored.rows[i] for i in index],
             aggregation=cfg.loss.aggregation,
             packing=self.packing,
-            micro_batch_size=cfg.micro_batch_size,
             pack_tokens=cfg.pack_tokens,
-            pad_id=self.pad_id,
-            dtype=next(self.policy.parameters()).dtype,
-            device=self.accelerator.device,
             totals=totals,
-            loss_multiplier=float(self.world),
             view=self.view,
             max_length=cfg.rollout.max_response_tokens,
         )
@@ -288,8 +277,7 @@ class RLTrainer(TrainLoop):
             for j in range(chunks):
                 chosen = sorted(shuffled[j * local_size : (j + 1) * local_size])
                 rows = [scored.rows[i] for g in chosen for i in scored.rows_by_group[g]]
-                weight = sum(sum(r.weights) for r in rows)
-                totals = self.all_sum(weight, float(sum(any(w > 0 for w in r.weights) for r in rows)))
+                totals = self.row_totals(rows)
                 if totals[0] <= 0:
                     continue
                 if not chosen:

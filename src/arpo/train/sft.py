@@ -18,7 +18,6 @@ longest row. Models whose attention takes no custom 4-D mask fall back to ``flat
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,8 @@ import torch
 from pydantic import Field
 
 from arpo.train.batching import LearnerRow
-from arpo.train.layout import Packing, build_minibatch, one_path_tree
+from arpo.train.layout import Packing, one_path_tree
 from arpo.train.loop import LoopConfig, TrainLoop
-from arpo.train.packing import tree_packing_unsupported
-
-logger = logging.getLogger(__name__)
 
 
 class SFTConfig(LoopConfig):
@@ -66,28 +62,18 @@ class SFTTrainer(TrainLoop):
         self.check_divisible("train.batch_size", config.batch_size)
         self.config = config
         self.demos = list(demos)
-        self.packing: Packing = config.packing
-        if config.packing == "tree" and (reason := tree_packing_unsupported(self.policy)) is not None:
-            logger.warning("packing: tree is not available (%s); falling back to flat", reason)
-            self.packing = "flat"
+        self.packing: Packing = self.resolve_packing(config.packing)
 
     def train_step(self) -> dict[str, Any]:
         cfg = self.config
         rows = self.shard([self.demos[i] for i in self.sampler.take(cfg.batch_size)])
-        weight = sum(sum(r.weights) for r in rows)
-        totals = self.all_sum(weight, float(sum(any(w > 0 for w in r.weights) for r in rows)))
-        batch = build_minibatch(
+        batch = self.lay_out(
             [one_path_tree(r.token_ids) for r in rows],
             rows,
             aggregation="token-mean",
             packing=self.packing,
-            micro_batch_size=cfg.micro_batch_size,
             pack_tokens=cfg.pack_tokens,
-            pad_id=self.pad_id,
-            dtype=next(self.policy.parameters()).dtype,
-            device=self.accelerator.device,
-            totals=totals,
-            loss_multiplier=float(self.world),
+            totals=self.row_totals(rows),
         )
         self.model.train()
         total = 0.0
@@ -99,7 +85,7 @@ class SFTTrainer(TrainLoop):
             total += loss.item()
         return {
             "loss/sft": total,
-            "tokens": weight,
+            "tokens": float(sum(sum(r.weights) for r in rows)),
             "tokens_forwarded": float(batch.tokens_forwarded),
             "grad_norm": self.clip_and_step(),
         }
