@@ -8,18 +8,23 @@ switches (GRPO and ARPO sampling, soft and hard attribution, tree and flat packi
 or 2 epochs of 2 mini-batches), plus the REINFORCE++ estimator and Dr. GRPO's aggregation.
 
 * **use the tool** (12 steps of 4 prompts × M = 8 trajectories, ARPO with N = 4, lr 1e-3): a
-  policy imitating two kinds of demonstrations — call ``<calc>1+2</calc>``, read the result,
-  answer ``3``; or answer ``7`` at once — prefers the direct route (reward ≈ 0.1–0.2 at step 1)
-  and is rewarded for the right answer. Optimum: always call the tool and copy its result
-  (reward 1); the mean of the last 4 steps must be ≥ 0.7 (measured 0.80–0.98 over the matrix).
-* **be brief**: the same starting policy, rewarded for short responses (1 − characters / 60)
-  whatever the answer. Optimum: always answer at once (0.7). The opposite direction of the first
-  problem, so neither can pass through a bias towards long or short trajectories.
+  policy fitted to demonstrations that call ``<calc>1+2</calc>``, read the result and answer ``3``
+  once for every three that answer ``7`` at once takes the tool route in ~1 sample of 4 (reward
+  ≈ 0.22–0.25 at step 1) and is rewarded for the right answer. Optimum: always call the tool and
+  copy its result (reward 1); the mean of the last 4 steps must be ≥ 0.7.
+* **be brief**: a policy fitted to the opposite mixture (3 tool routes : 1 direct answer, reward
+  ≈ 0.25 at step 1), rewarded for short responses (1 − characters / 60) whatever the answer. The
+  direct route scores 0.7 (shorter, malformed responses would score more); the last 4 steps must
+  average ≥ 0.65. The opposite direction of the first problem, so neither can pass through a
+  bias towards long or short trajectories.
 * **token bandit** (20 steps of 4 prompts × 8, lr 1e-2): a random policy rewarded for the share of digits
   in its first 6 tokens, ≈ 0.15 at the start; no tools, so every token is the model's. Optimum 1;
   the last 4 steps must average ≥ 0.8.
 
-The thresholds leave a margin below the measured curves (a failing test prints its curve).
+The starting policies are fitted to convergence, so the problems start from the same mixture on
+any CPU; the thresholds leave a margin below the curves measured natively and with
+``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` (with and without
+``MKL_ENABLE_INSTRUCTIONS=SSE4_2``). A failing test prints its curve.
 """
 
 from __future__ import annotations
@@ -70,25 +75,39 @@ def digit_share(sample: RewardInput) -> RewardResult:
     return result(value, value)
 
 
-@pytest.fixture(scope="module")
-def two_route_policy(tokenizer, prompts) -> dict[str, torch.Tensor]:
-    """Weights of a tiny Llama that imitated both routes: it takes the direct route most of the time
-    (about 3 in 4 samples), the tool route otherwise."""
+def fit_two_routes(tokenizer, prompts, tool_routes: int, direct_routes: int) -> dict[str, torch.Tensor]:
+    """Weights of a tiny Llama fitted to demonstrations that take the tool route ``tool_routes``
+    times for every ``direct_routes`` direct answers: full-batch training to convergence, so that
+    it starts from that mixture whatever the CPU's floating-point path."""
     model = build_tiny_llama(tokenizer, seed=5)
-    script = (
-        tokenizer.encode(TOOL_ROUTE, add_special_tokens=False),
-        tokenizer.encode(DIRECT_ROUTE, add_special_tokens=False),
-    )
-    sequences = [torch.tensor(p + s)[None] for p in prompts for s in script]
+    routes = [TOOL_ROUTE] * tool_routes + [DIRECT_ROUTE] * direct_routes
+    sequences = [p + tokenizer.encode(r, add_special_tokens=False) for p in prompts for r in routes]
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), tokenizer.pad_token_id)
+    labels = torch.full((len(sequences), width), -100)
+    for i, seq in enumerate(sequences):
+        ids[i, : len(seq)] = labels[i, : len(seq)] = torch.tensor(seq)
+    mask = (labels != -100).long()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
-    for step in range(240):
-        seq = sequences[step % len(sequences)]
-        loss = model(input_ids=seq, labels=seq).loss
+    for _ in range(150):
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def tool_shy(tokenizer, prompts) -> dict[str, torch.Tensor]:
+    """Takes the tool route in about 1 sample of 4."""
+    return fit_two_routes(tokenizer, prompts, 1, 3)
+
+
+@pytest.fixture(scope="module")
+def tool_keen(tokenizer, prompts) -> dict[str, torch.Tensor]:
+    """Takes the tool route in about 3 samples of 4."""
+    return fit_two_routes(tokenizer, prompts, 3, 1)
 
 
 def config(
@@ -136,9 +155,9 @@ SWITCHES = [
 
 
 @pytest.mark.parametrize(("n", "attribution", "packing", "epochs"), SWITCHES)
-def test_learns_to_use_the_tool(two_route_policy, tokenizer, tmp_path, n, attribution, packing, epochs):
+def test_learns_to_use_the_tool(tool_shy, tokenizer, tmp_path, n, attribution, packing, epochs):
     model = build_tiny_llama(tokenizer, seed=5)
-    model.load_state_dict(two_route_policy)
+    model.load_state_dict(tool_shy)
     cfg = config(
         STEPS,
         n=n,
@@ -159,20 +178,21 @@ def test_learns_to_use_the_tool(two_route_policy, tokenizer, tmp_path, n, attrib
         pytest.param({"loss": {"aggregation": "seq-mean-token-sum-norm"}}, id="dr-grpo"),
     ],
 )
-def test_other_estimators_learn_to_use_the_tool(two_route_policy, tokenizer, tmp_path, train):
+def test_other_estimators_learn_to_use_the_tool(tool_shy, tokenizer, tmp_path, train):
     model = build_tiny_llama(tokenizer, seed=5)
-    model.load_state_dict(two_route_policy)
+    model.load_state_dict(tool_shy)
     curve = learn(model, tokenizer, right_answer, config(STEPS, n=4, **train), tmp_path)
     assert final(curve) >= 0.7, f"reward per step: {[round(r, 2) for r in curve]}"
 
 
 @pytest.mark.parametrize("n", [pytest.param(None, id="grpo"), pytest.param(4, id="arpo")])
-def test_learns_to_be_brief(two_route_policy, tokenizer, tmp_path, n):
+def test_learns_to_be_brief(tool_keen, tokenizer, tmp_path, n):
     model = build_tiny_llama(tokenizer, seed=5)
-    model.load_state_dict(two_route_policy)
+    model.load_state_dict(tool_keen)
     curve = learn(model, tokenizer, brevity, config(STEPS, n=n), tmp_path)
     direct = 1 - 18 / 60
-    assert final(curve) >= direct - 0.02, f"reward per step: {[round(r, 2) for r in curve]}"
+    assert curve[0] < 0.4, f"the start should prefer the tool route: {curve}"
+    assert final(curve) >= direct - 0.05, f"reward per step: {[round(r, 2) for r in curve]}"
 
 
 @pytest.mark.parametrize("packing", ["tree", "flat"])
