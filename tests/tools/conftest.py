@@ -92,12 +92,16 @@ def world_writable_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def no_leftover_processes(hostile_tool: PythonTool) -> Iterator[None]:
-    """After the test: no child of this process remains, and (as root) no process of the sandbox uid."""
+    """After the test: no child of this process remains but the tool's sandbox server, the server
+    runs no call, and (as root) no process of the sandbox uid remains."""
     before = set(children_of(os.getpid()))
     yield
     deadline = time.monotonic() + 5.0  # the kernel tears a PID namespace down asynchronously
     while True:
-        leftovers = set(children_of(os.getpid())) - before
+        server = hostile_tool.runner.server_pid
+        leftovers = set(children_of(os.getpid())) - before - {server}
+        if server is not None:
+            leftovers |= set(children_of(server))
         uid = hostile_tool.runner.sandbox_uid
         if uid is not None:
             leftovers |= set(processes_of_uid(uid))

@@ -14,6 +14,8 @@ from arpo.tools.base import ToolStatus
 from arpo.tools.python import NO_OUTPUT, PythonTool, strip_code_fence
 from arpo.tools.toolbox import ToolBox
 
+from .conftest import ISOLATIONS, skip_unless_isolation_available
+
 
 @pytest.fixture(scope="module")
 def tool() -> PythonTool:
@@ -60,11 +62,18 @@ def test_exception_text_is_short_deterministic_and_free_of_host_paths(tool: Pyth
     )
 
 
-def test_host_paths_in_messages_are_hidden(tool: PythonTool) -> None:
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_host_paths_in_messages_are_hidden(isolation: str) -> None:
+    """The interpreter's prefix is hidden; the working directory is the sandbox's own ``/tmp`` in
+    namespaces mode (the same on every machine) and a hidden host folder in guard mode."""
+    skip_unless_isolation_available(isolation)
+    tool = PythonTool(isolation=isolation)
     result = tool.run("import os, json\nraise RuntimeError(os.getcwd() + ' | ' + json.__file__)")
+    tool.close()
     assert result.status is ToolStatus.ERROR
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert result.text.endswith(f"RuntimeError: ... | .../lib/python{version}/json/__init__.py")
+    workdir = "/tmp" if isolation == "namespaces" else "..."
+    assert result.text.endswith(f"RuntimeError: {workdir} | .../lib/python{version}/json/__init__.py")
 
 
 def test_syntax_error(tool: PythonTool) -> None:
@@ -85,15 +94,23 @@ def test_stdin_is_empty(tool: PythonTool) -> None:
     assert result.text.endswith("EOFError: EOF when reading a line")
 
 
-def test_each_call_gets_a_fresh_working_directory_that_is_removed(tool: PythonTool) -> None:
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_each_call_gets_a_fresh_working_directory_that_is_removed(isolation: str) -> None:
+    skip_unless_isolation_available(isolation)
+    tool = PythonTool(isolation=isolation)
     first = tool.run(
         "import os\nopen('note.txt', 'w').write('x')\nprint(os.getcwd())\nsorted(os.listdir('.'))"
     )
+    second = tool.run("import os\nsorted(os.listdir('.'))")
+    tool.close()
     workdir, listing = first.text.splitlines()
     assert listing == "['note.txt']"
-    assert not os.path.exists(workdir)
-    second = tool.run("import os\nsorted(os.listdir('.'))")
     assert second.text == "[]"
+    if isolation == "guard":  # a host folder, removed after the call
+        assert not os.path.exists(workdir)
+    else:  # the sandbox's own tmpfs: nothing of it on the host
+        assert workdir == "/tmp"
+        assert not os.path.exists("/tmp/note.txt")
 
 
 def test_no_state_is_kept_between_calls(tool: PythonTool) -> None:

@@ -1,13 +1,16 @@
 """The sandboxed Python interpreter tool (tag ``python``).
 
-Each call runs the code once, in a new sandboxed process (:mod:`arpo.tools.sandbox`), and
-returns what it printed: stdout, then stderr. Like a notebook cell, a trailing bare expression
+Each call runs the code once, in a fresh sandboxed process forked from the tool's pre-started
+sandbox server (:mod:`arpo.tools.sandbox`; no interpreter start-up per call), and returns what it
+printed: stdout, then stderr. Like a notebook cell, a trailing bare expression
 is printed; a Markdown code fence around the code is removed. The code is never re-run, and
 empty output is reported as ``(no output)``, not retried.
 
 Per call (docs/tools.md has the full table and what each isolation mode guarantees):
 
 - a fresh temporary working directory (also ``HOME`` and ``TMPDIR``), removed afterwards;
+- in namespaces mode, a minimal root file system: the interpreter and system libraries
+  read-only, the working directory as ``/tmp``, nothing else of the host;
 - an environment scrubbed of the parent's variables;
 - rlimits on CPU seconds, address space, file size, open files and processes;
 - a wall-clock timeout that kills the process group (and the PID namespace);

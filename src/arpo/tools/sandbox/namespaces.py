@@ -1,7 +1,7 @@
-"""Kernel isolation for the sandboxed child: Linux namespaces, mounts and privilege drops.
+"""Kernel isolation for the sandboxed call: Linux namespaces, mounts and privilege drops.
 
-Runs inside the child (stdlib + ctypes only). :func:`enter_namespaces` is called by the launcher
-process before it forks; afterwards every process it starts lives in
+Runs inside the sandbox (stdlib + ctypes only). :func:`enter_namespaces` is called by the call's
+launcher before it forks; afterwards every process it starts lives in
 
 - a new **user namespace** when the caller is not root (uid/gid 0 inside map to the caller's ids;
   root needs none, it holds the capabilities already);
@@ -11,16 +11,11 @@ process before it forks; afterwards every process it starts lives in
   and cannot be signalled; when the namespace's first process exits, the kernel kills every
   process left in it, so nothing the code started outlives the call;
 - new **IPC** and **UTS** namespaces;
-- a new **mount namespace** in which every mount is private and read-only (``mount_setattr`` with
-  ``AT_RECURSIVE``, Linux >= 5.12) except the working directory, a fresh size-limited tmpfs (so
-  the code's files never reach the host disk and vanish with the namespace), a fresh tmpfs on
-  ``/dev/shm`` and (mounted by :func:`become_namespace_init`) a fresh ``/proc`` for the new PID
-  namespace.
+- a new **mount namespace**, private, in which the namespace's init builds the minimal root
+  file system the code sees (:mod:`rootfs`).
 
-When root runs the sandbox and drops to an unprivileged uid (:func:`drop_to_uid`), directories
-of the interpreter that uid could not reach (pyenv under ``/root`` is the usual case) are exposed
-with a tmpfs over the unreachable ancestor plus bind mounts of just those directories, which also
-hides the rest of that ancestor (``/root/.ssh``...) from the code.
+When root runs the sandbox, the code's process drops to a fresh unprivileged uid
+(:func:`drop_to_uid`); in a user namespace it drops every capability (:func:`drop_capabilities`).
 
 Every failure raises :class:`SandboxSetupError` naming the step; the caller fails closed.
 """
@@ -58,7 +53,7 @@ PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
-_libc = ctypes.CDLL(None, use_errno=True)
+libc = ctypes.CDLL(None, use_errno=True)
 
 
 class SandboxSetupError(RuntimeError):
@@ -74,28 +69,28 @@ class _MountAttr(ctypes.Structure):
     ]
 
 
-def _call(result: int, what: str) -> None:
+def check(result: int, what: str) -> None:
     if result == -1:
         raise SandboxSetupError(f"{what}: {os.strerror(ctypes.get_errno())}")
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     def encode(text: str | None) -> bytes | None:
         return text.encode() if text is not None else None
 
-    _call(
-        _libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)),
+    check(
+        libc.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)),
         f"mount {fstype or 'bind'} on {target}",
     )
 
 
-def _set_readonly(path: str, readonly: bool, recursive: bool) -> None:
+def set_readonly(path: str, readonly: bool, recursive: bool) -> None:
     attr = _MountAttr(
         attr_set=MOUNT_ATTR_RDONLY if readonly else 0, attr_clr=0 if readonly else MOUNT_ATTR_RDONLY
     )
     flags = AT_RECURSIVE if recursive else 0
-    _call(
-        _libc.mount_setattr(AT_FDCWD, path.encode(), flags, ctypes.byref(attr), ctypes.sizeof(attr)),
+    check(
+        libc.mount_setattr(AT_FDCWD, path.encode(), flags, ctypes.byref(attr), ctypes.sizeof(attr)),
         f"mount_setattr {'ro' if readonly else 'rw'} on {path} (needs Linux >= 5.12)",
     )
 
@@ -124,65 +119,38 @@ def interpreter_paths() -> list[str]:
     return sorted(p for p in candidates if p and os.path.isabs(p) and os.path.isdir(p))
 
 
-def enter_namespaces(workdir: str, workdir_bytes: int, drop_to: int | None) -> bool:
-    """Unshare all namespaces and build the mount tree; returns whether a user namespace was made.
+def enter_namespaces() -> bool:
+    """Unshare all namespaces (a user namespace first when not root); returns whether one was made.
 
-    ``workdir`` becomes a fresh tmpfs of ``workdir_bytes`` (owned by ``drop_to`` when root will
-    drop to that uid), the only writable place besides ``/dev/shm``.
+    The mount tree is built afterwards by the PID namespace's init (:func:`rootfs.build_root`).
     """
     in_user_ns = os.geteuid() != 0
     if in_user_ns:
         uid, gid = os.geteuid(), os.getegid()
-        _call(_libc.unshare(CLONE_NEWUSER), "unshare user namespace")
+        check(libc.unshare(CLONE_NEWUSER), "unshare user namespace")
         _write("/proc/self/setgroups", "deny")
         _write("/proc/self/uid_map", f"0 {uid} 1")
         _write("/proc/self/gid_map", f"0 {gid} 1")
     flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-    _call(_libc.unshare(flags), "unshare mount/network/pid/ipc/uts namespaces")
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    if drop_to is not None:
-        _expose(interpreter_paths())
-    os.makedirs(workdir, exist_ok=True)  # only needed when a tmpfs from _expose now covers it
-    owner = f",uid={drop_to},gid={drop_to}" if drop_to is not None else ""
-    _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={workdir_bytes},mode=0700{owner}")
-    _set_readonly("/", readonly=True, recursive=True)
-    _set_readonly(workdir, readonly=False, recursive=False)
-    if os.path.isdir("/dev/shm"):
-        _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+    check(libc.unshare(flags), "unshare mount/network/pid/ipc/uts namespaces")
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
     return in_user_ns
 
 
-def _expose(paths: list[str]) -> None:
-    """Make ``paths`` reachable for any uid: tmpfs over each unreachable ancestor, then bind mounts."""
-    hidden: dict[str, list[str]] = {}
-    for path in paths:
-        ancestor = unreachable_ancestor(path)
-        if ancestor is not None:
-            hidden.setdefault(ancestor, []).append(path)
-    for ancestor, below in hidden.items():
-        exposed: list[str] = []
-        for path in sorted(below):  # a parent sorts before its children: bind it and skip them
-            if not any(path == done or path.startswith(done + "/") for done in exposed):
-                exposed.append(path)
-        fds = [os.open(path, os.O_PATH | os.O_DIRECTORY) for path in exposed]
-        _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-        for path, fd in zip(exposed, fds, strict=True):
-            os.makedirs(path, mode=0o755, exist_ok=True)
-            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-            os.close(fd)
+def mount_proc(target: str) -> None:
+    """A proc showing only this PID namespace at ``target``; where a container masks parts of
+    /proc and so forbids a fresh proc mount, an empty read-only directory instead."""
+    try:
+        mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except SandboxSetupError:
+        mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
 
 
 def become_namespace_init() -> None:
     """In the PID namespace's first process: not dumpable (so the code, which may share its uid
-    in a user namespace, cannot ptrace it or read its memory), dies with the launcher, and
-    mounts a /proc that shows only this namespace."""
-    _call(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+    in a user namespace, cannot ptrace it or read its memory) and dies with the launcher."""
+    check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
     die_with_parent(signal.SIGKILL)
-    try:
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    except SandboxSetupError:
-        # A container that masks parts of /proc forbids a fresh proc mount; hide /proc instead.
-        _mount("tmpfs", "/proc", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
 
 
 def drop_to_uid(uid: int) -> None:
@@ -195,19 +163,19 @@ def drop_to_uid(uid: int) -> None:
 def drop_capabilities() -> None:
     """User-namespace root: empty the bounding set and every capability set."""
     for cap in range(64):
-        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == -1:
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == -1:
             if ctypes.get_errno() == errno.EINVAL:
                 break  # past the last capability this kernel knows
-            _call(-1, f"drop capability {cap}")
+            check(-1, f"drop capability {cap}")
     header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
     data = (ctypes.c_uint32 * 6)()
-    _call(_libc.capset(header, data), "capset")
+    check(libc.capset(header, data), "capset")
 
 
 def forbid_new_privileges() -> None:
     """``execve`` will not grant privileges (setuid bits and file capabilities are ignored)."""
-    _call(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+    check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
 def die_with_parent(signal_number: int) -> None:
-    _call(_libc.prctl(PR_SET_PDEATHSIG, signal_number, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    check(libc.prctl(PR_SET_PDEATHSIG, signal_number, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")

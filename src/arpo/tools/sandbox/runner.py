@@ -1,17 +1,19 @@
-"""Parent side of the sandbox: start ``child.py`` for one piece of code and collect what it printed.
+"""Parent side of the sandbox: hand code to the tool's sandbox server and collect what it printed.
 
 :class:`SandboxRunner` owns the per-call lifecycle:
 
-1. a private call directory (``code.py``, ``config.json``) and inside it a fresh working
-   directory (in namespaces mode the child mounts a size-limited tmpfs over it); both are
-   removed when the call ends, whatever happens;
-2. the child is started with ``python -I -u`` (isolated mode: no ``PYTHON*`` variables, no user
-   site, unbuffered output) in a new session, with a scrubbed environment, stdin from /dev/null;
+1. the first call starts the sandbox server (``server.py``, ``python -I -u`` in a new session
+   with a scrubbed environment), which then forks one launcher per call (``call.py``); a server
+   that died is restarted once, transparently;
+2. each call sends the server four pipe ends (:mod:`protocol`), the launcher names itself, and
+   the request (code, isolation, limits, environment, uid) goes down the request pipe;
 3. stdout and stderr are read together, at most ``max_output_bytes``; at the wall-clock
-   deadline or on overflow the child's process group is killed with SIGKILL (in namespaces mode
-   the PID namespace dies with it, taking every process the code started);
+   deadline (counted from the call's start) or on overflow the launcher's process group is
+   killed with SIGKILL (in namespaces mode the PID namespace dies with it, taking every process
+   the code started);
 4. as root, each call gets a fresh random uid (or ``sandbox_uid``) that owns the working
-   directory and that the child drops to.
+   directory and that the code runs as; in guard mode the working directory is a fresh host
+   folder made (and removed) here, in namespaces mode it is the sandbox's own tmpfs.
 
 :func:`resolve_isolation` turns ``auto`` into ``namespaces`` or ``guard`` by running one trivial
 call in namespaces mode (once per interpreter and process).
@@ -24,16 +26,17 @@ import os
 import secrets
 import selectors
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
-from arpo.tools.sandbox import CHILD_SCRIPT
-from arpo.tools.sandbox.protocol import ISOLATION_GUARD, ISOLATION_NAMESPACES, ChildConfig
+from arpo.tools.sandbox import SERVER_SCRIPT
+from arpo.tools.sandbox.protocol import EXIT_LINE, ISOLATION_GUARD, ISOLATION_NAMESPACES, CallRequest
 
 ISOLATIONS = ("auto", ISOLATION_NAMESPACES, ISOLATION_GUARD)
 SAFE_ENV = {
@@ -88,7 +91,8 @@ class SandboxRun:
 
 
 class SandboxRunner:
-    """Runs code in sandboxed children; thread-safe; :meth:`close` kills the calls still running."""
+    """Runs code through a pre-started sandbox server; thread-safe; :meth:`close` kills the server
+    and the calls still running. The server is started on the first call and restarted if it died."""
 
     def __init__(
         self,
@@ -109,33 +113,41 @@ class SandboxRunner:
         self.limits = limits
         self.env = {**SAFE_ENV, **(env or {})}
         self.sandbox_uid = sandbox_uid
-        self._active: set[subprocess.Popen[bytes]] = set()
+        self._active: set[int] = set()
         self._lock = threading.Lock()
+        self._server: _Server | None = None
 
     def run(self, code: str) -> SandboxRun:
-        with tempfile.TemporaryDirectory(prefix="arpo-python-") as call_dir:
-            return self._run_in(code, Path(call_dir))
+        if self.isolation == ISOLATION_GUARD:
+            with tempfile.TemporaryDirectory(prefix="arpo-python-") as workdir:
+                return self._run(code, workdir)
+        return self._run(code, None)
+
+    @property
+    def server_pid(self) -> int | None:
+        """The sandbox server's process id while one runs (its children are the running calls)."""
+        server = self._server
+        return server.process.pid if server is not None and server.alive() else None
 
     def close(self) -> None:
         with self._lock:
-            active = list(self._active)
-        for process in active:
-            _kill_group(process)
+            active, server, self._server = list(self._active), self._server, None
+        for pid in active:
+            _kill_group(pid)
+        if server is not None:
+            server.close()
 
-    def _run_in(self, code: str, call_dir: Path) -> SandboxRun:
-        workdir = call_dir / "work"
-        workdir.mkdir()
-        code_path, config_path = call_dir / "code.py", call_dir / "config.json"
-        code_path.write_text(code, encoding="utf-8")
+    def _run(self, code: str, workdir: str | None) -> SandboxRun:
         uid = self._uid_for_call()
-        if uid is not None:
+        if uid is not None and workdir is not None:
             os.chown(workdir, uid, uid)
-            call_dir.chmod(0o711)  # the uid must traverse it to reach the workdir, not list it
+            os.chmod(os.path.dirname(workdir), 0o711)  # traversed by the uid, not listed
         limits = self.limits
-        ChildConfig(
-            code_path=str(code_path),
-            workdir=str(workdir),
+        request = CallRequest(
+            code=code,
             isolation=self.isolation,
+            workdir=workdir,
+            env=self.env,
             sandbox_uid=uid,
             cpu_s=limits.cpu_s,
             memory_bytes=limits.memory_mb * 2**20,
@@ -143,24 +155,34 @@ class SandboxRunner:
             processes=limits.max_processes,
             open_files=limits.open_files,
             workdir_bytes=limits.workdir_mb * 2**20,
-        ).dump(str(config_path))
-        process = subprocess.Popen(
-            [self.python, "-I", "-u", str(CHILD_SCRIPT), str(config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**self.env, "HOME": str(workdir), "TMPDIR": str(workdir)},
-            cwd=workdir,
-            start_new_session=True,
         )
+        deadline = time.monotonic() + limits.timeout_s
+        call = self._submit(request.to_json())
         with self._lock:
-            self._active.add(process)
+            self._active.add(call.pid)
         try:
-            stdout, stderr, stopped = _collect(process, limits.timeout_s, limits.max_output_bytes)
+            stdout, stderr, stopped = _collect(call, deadline, limits.max_output_bytes)
         finally:
             with self._lock:
-                self._active.discard(process)
-        return SandboxRun(process.returncode, stdout, stderr, stopped)
+                self._active.discard(call.pid)
+            call.close()
+        return SandboxRun(call.returncode, stdout, stderr, stopped)
+
+    def _submit(self, request: bytes) -> _Call:
+        """Hand a call to the server (restarting it once if it died); the call's launcher is running."""
+        for attempt in range(2):
+            with self._lock:
+                if self._server is None or not self._server.alive():
+                    if self._server is not None:
+                        self._server.close()
+                    self._server = _Server(self.python)
+                server = self._server
+            try:
+                return server.submit(request)
+            except (OSError, _ServerGone) as exc:
+                if attempt:
+                    raise RuntimeError(f"the sandbox server ({self.python}) does not answer: {exc}") from exc
+        raise AssertionError("unreachable")
 
     def _uid_for_call(self) -> int | None:
         if os.geteuid() != 0:
@@ -169,17 +191,117 @@ class SandboxRunner:
         return self.sandbox_uid or low + secrets.randbelow(high - low)
 
 
-def _collect(
-    process: subprocess.Popen[bytes], timeout_s: float, max_bytes: int
-) -> tuple[bytes, bytes, str | None]:
-    """Read stdout and stderr until EOF; kill the group at the deadline or past ``max_bytes``."""
-    assert process.stdout is not None and process.stderr is not None
-    deadline = time.monotonic() + timeout_s
-    buffers = {process.stdout: bytearray(), process.stderr: bytearray()}
+class _ServerGone(Exception):
+    """The server closed a call's status channel before naming the launcher."""
+
+
+class _Server:
+    """The parent's handle on one sandbox server process (``server.py``)."""
+
+    def __init__(self, python: str) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            self.process = subprocess.Popen(
+                [python, "-I", "-u", str(SERVER_SCRIPT), str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env=SAFE_ENV,
+                cwd="/",
+                start_new_session=True,
+            )
+        self.channel = ours
+        self._finalizer = weakref.finalize(self, _stop_server, self.process, ours)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def submit(self, request: bytes) -> _Call:
+        pipes = [os.pipe() for _ in range(4)]  # request, stdout, stderr, status
+        (request_r, request_w), (out_r, out_w), (err_r, err_w), (status_r, status_w) = pipes
+        theirs = [request_r, out_w, err_w, status_w]
+        try:
+            socket.send_fds(self.channel, [b"call"], theirs)
+        except OSError:
+            for fd in (fd for pair in pipes for fd in pair):
+                os.close(fd)
+            raise
+        for fd in theirs:
+            os.close(fd)
+        call = _Call(out_r, err_r, status_r)
+        try:
+            call.read_pid()
+            with os.fdopen(request_w, "wb") as handle:
+                handle.write(request)
+        except BaseException:
+            call.close()
+            raise
+        return call
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def _stop_server(process: subprocess.Popen[bytes], channel: socket.socket) -> None:
+    channel.close()  # the server exits at EOF; a stuck one is killed
+    try:
+        process.wait(timeout=2.0)
+    except subprocess.TimeoutExpired:
+        _kill_group(process.pid)
+        process.wait()
+
+
+class _Call:
+    """The parent's ends of one call's pipes, and what the status channel said."""
+
+    def __init__(self, out_fd: int, err_fd: int, status_fd: int) -> None:
+        self.out_fd, self.err_fd, self.status_fd = out_fd, err_fd, status_fd
+        self.pid = 0
+        self.returncode = -signal.SIGKILL
+        """The code's exit status; a launcher that ends without reporting one was killed."""
+        self._status = b""
+
+    def read_pid(self) -> None:
+        while b"\n" not in self._status:
+            chunk = os.read(self.status_fd, 256)
+            if not chunk:
+                raise _ServerGone("no launcher was started")
+            self._status += chunk
+        first, _, self._status = self._status.partition(b"\n")
+        self.pid = int(first.split()[1])
+
+    def finish(self, deadline: float) -> bool:
+        """Read the status channel to its end (False at the deadline); sets :attr:`returncode`."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.status_fd, selectors.EVENT_READ)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    return False
+                chunk = os.read(self.status_fd, 256)
+                if not chunk:
+                    break
+                self._status += chunk
+        for line in self._status.decode().splitlines():
+            key, _, value = line.partition(" ")
+            if key == EXIT_LINE:
+                self.returncode = int(value)
+        return True
+
+    def close(self) -> None:
+        for fd in (self.out_fd, self.err_fd, self.status_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _collect(call: _Call, deadline: float, max_bytes: int) -> tuple[bytes, bytes, str | None]:
+    """Read stdout and stderr until EOF, then the exit status; kill the call's process group at
+    the deadline or past ``max_bytes``."""
+    buffers = {call.out_fd: bytearray(), call.err_fd: bytearray()}
     total, stopped = 0, None
     with selectors.DefaultSelector() as selector:
-        for stream in buffers:
-            selector.register(stream, selectors.EVENT_READ)
+        for fd in buffers:
+            selector.register(fd, selectors.EVENT_READ)
         while selector.get_map() and stopped is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -188,28 +310,22 @@ def _collect(
             for key, _ in selector.select(remaining):
                 data = os.read(key.fd, 65536)
                 if not data:
-                    selector.unregister(key.fileobj)
+                    selector.unregister(key.fd)
                     continue
-                buffers[key.fileobj] += data[: max(0, max_bytes - total)]
+                buffers[key.fd] += data[: max(0, max_bytes - total)]
                 total += len(data)
                 if total > max_bytes:
                     stopped = "output"
-    if stopped is None:
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            stopped = "timeout"
+    if stopped is None and not call.finish(deadline):
+        stopped = "timeout"
     if stopped is not None:
-        _kill_group(process)
-        process.wait()
-    process.stdout.close()
-    process.stderr.close()
-    return bytes(buffers[process.stdout]), bytes(buffers[process.stderr]), stopped
+        _kill_group(call.pid)
+    return bytes(buffers[call.out_fd]), bytes(buffers[call.err_fd]), stopped
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
+def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
 
 
 PROBE_OUTPUT = b"probe-ok"
