@@ -7,7 +7,8 @@ A benchmark script adds a workload; it takes its timing and reporting from here:
   the environment (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_ENABLE_INSTRUCTIONS``);
 * :data:`SLOW_CPU_ENV` — the environment that makes this machine compute like a 2-core AVX2-only
   laptop or server (docs/demo.md, "Machines differ");
-* :func:`timed` — median of repeated calls after warm-up calls;
+* :func:`timed` — median of repeated calls after warm-up calls (:func:`sample_times` gives them
+  all, :func:`percentile` any percentile of them);
 * :func:`mean_sd` / :func:`spread` — mean ± sample standard deviation and min–max of per-seed results;
 * :func:`table` — a Markdown table, printed and pasted into docs as is.
 """
@@ -68,8 +69,8 @@ def describe(info: dict[str, Any]) -> str:
     )
 
 
-def timed(work: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
-    """Median wall seconds of ``repeats`` calls of ``work`` after ``warmup`` untimed calls."""
+def sample_times(work: Callable[[], Any], repeats: int, warmup: int = 1) -> list[float]:
+    """Wall seconds of each of ``repeats`` calls of ``work`` after ``warmup`` untimed calls."""
     for _ in range(warmup):
         work()
     times = []
@@ -77,7 +78,21 @@ def timed(work: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
         started = time.perf_counter()
         work()
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return times
+
+
+def timed(work: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
+    """Median wall seconds of ``repeats`` calls of ``work`` after ``warmup`` untimed calls."""
+    return statistics.median(sample_times(work, repeats, warmup))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0–100) of ``values``, linearly interpolated between ranks."""
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:
