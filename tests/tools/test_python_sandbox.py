@@ -4,6 +4,7 @@ per-call working directory and environment, limits, concurrency through a ToolBo
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -190,3 +191,26 @@ def test_64_concurrent_calls_through_an_8_worker_pool_are_all_correct() -> None:
     assert [r.status for r in results] == [ToolStatus.OK] * 64
     assert [r.text for r in results] == [str(i * i) for i in range(64)]
     assert box.metrics()["python/ok"] == 64
+
+
+def test_a_dead_sandbox_server_is_restarted_on_the_next_call() -> None:
+    tool = PythonTool(timeout_s=20.0)
+    assert tool.run("print(1)").text == "1"
+    first = tool.runner.server_pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    os.waitpid(first, 0)
+    assert tool.run("print(2)").text == "2"
+    assert tool.runner.server_pid not in (None, first)
+    tool.close()
+
+
+def test_closing_the_tool_stops_its_sandbox_server() -> None:
+    tool = PythonTool(timeout_s=20.0)
+    assert tool.run("print(1)").text == "1"
+    server = tool.runner.server_pid
+    assert server is not None
+    tool.close()
+    assert tool.runner.server_pid is None
+    with pytest.raises(ChildProcessError):  # already reaped by close(): no zombie, no process
+        os.waitpid(server, os.WNOHANG)

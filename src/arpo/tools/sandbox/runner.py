@@ -335,7 +335,10 @@ PROBE_OUTPUT = b"probe-ok"
 def namespaces_failure(python: str) -> str | None:
     """Why namespaces mode does not work for ``python`` here, or None when it does (probed once)."""
     runner = SandboxRunner(python, ISOLATION_NAMESPACES, SandboxLimits(timeout_s=30.0))
-    run = runner.run(f"print({PROBE_OUTPUT.decode()!r})")
+    try:
+        run = runner.run(f"print({PROBE_OUTPUT.decode()!r})")
+    finally:
+        runner.close()
     if run.returncode == 0 and run.stdout.strip() == PROBE_OUTPUT:
         return None
     return (run.stderr or run.stdout).decode("utf-8", "replace").strip() or f"exit status {run.returncode}"
