@@ -16,36 +16,7 @@ from arpo.tools import Calculator, ToolBox
 from arpo.train.checkpoint import latest_checkpoint
 from arpo.train.metrics_log import read_metrics
 from arpo.train.rl import RLConfig, RLTrainer
-from tests.train.helpers import arithmetic_tasks, count_ones
-
-
-def rl_config(**overrides) -> RLConfig:
-    base = {
-        "steps": 4,
-        "prompts_per_step": 2,
-        "micro_batch_size": 3,
-        "save_every": 2,
-        "rollout": {
-            "branching": {"rollouts_per_prompt": 4, "initial_rollouts": 2, "entropy_window": 4, "alpha": 0.8},
-            "max_response_tokens": 24,
-        },
-        "optim": {"lr": 1e-2},
-        "logging": {"tensorboard": False},
-    }
-    for key, value in overrides.items():
-        base[key] = value
-    return RLConfig.model_validate(base)
-
-
-def train(model, tokenizer, run_dir, config, on_step=None):
-    with ToolBox([Calculator()]) as tools:
-        trainer = RLTrainer(config, model, tokenizer, arithmetic_tasks(), tools, count_ones, run_dir)
-        trainer.resume()
-        return trainer.train(on_step)
-
-
-def without_time(history):
-    return [{k: v for k, v in m.items() if not k.startswith("time/")} for m in history]
+from tests.train.helpers import arithmetic_tasks, count_ones, rl_config, train_rl, without_time
 
 
 @pytest.mark.parametrize("attribution", ["soft", "hard"])
@@ -53,7 +24,7 @@ def test_one_step_changes_every_parameter(tokenizer, tmp_path, attribution):
     model = build_tiny_llama(tokenizer, seed=0)
     before = copy.deepcopy(model.state_dict())
     config = rl_config(steps=1, advantage={"attribution": attribution})
-    (metrics,) = train(model, tokenizer, tmp_path, config)
+    (metrics,) = train_rl(model, tokenizer, tmp_path, config)
     unchanged = [name for name, value in model.state_dict().items() if torch.equal(value, before[name])]
     assert not unchanged
     assert metrics["rollout/trajectories"] == 8 and metrics["reward/std"] > 0
@@ -120,13 +91,13 @@ def test_old_logprobs_are_recomputed_only_when_the_batch_makes_several_updates(
     monkeypatch.setattr(RLTrainer, "_copy_logprobs", lambda self, *a: calls.append(1) or original(self, *a))
     config = rl_config(steps=1, ppo_epochs=epochs)
     model = build_tiny_llama(tokenizer, seed=0, dtype=torch.float64)
-    (metrics,) = train(model, tokenizer, tmp_path / "skip", config)
+    (metrics,) = train_rl(model, tokenizer, tmp_path / "skip", config)
     assert len(calls) == recomputed
     if epochs == 1:
         assert metrics["loss/clip_fraction"] == 0.0
         monkeypatch.setattr(RLConfig, "single_update", lambda self: False)
         recomputing = build_tiny_llama(tokenizer, seed=0, dtype=torch.float64)
-        train(recomputing, tokenizer, tmp_path / "recompute", config)
+        train_rl(recomputing, tokenizer, tmp_path / "recompute", config)
         assert len(calls) == 1
         for name, value in recomputing.state_dict().items():
             assert torch.allclose(value, model.state_dict()[name], atol=1e-10), name
@@ -134,7 +105,7 @@ def test_old_logprobs_are_recomputed_only_when_the_batch_makes_several_updates(
 
 def test_resume_continues_exactly(tokenizer, tmp_path):
     config = rl_config()
-    straight = train(build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path / "a", config)
+    straight = train_rl(build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path / "a", config)
 
     class Killed(Exception):
         pass
@@ -144,11 +115,11 @@ def test_resume_continues_exactly(tokenizer, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        train(build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path / "b", config, kill_after_two)
+        train_rl(build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path / "b", config, kill_after_two)
     checkpoint = latest_checkpoint(tmp_path / "b")
     assert checkpoint is not None and checkpoint.name == "step-00000002"
     model = AutoModelForCausalLM.from_pretrained(checkpoint)
-    resumed = train(model, AutoTokenizer.from_pretrained(checkpoint), tmp_path / "b", config)
+    resumed = train_rl(model, AutoTokenizer.from_pretrained(checkpoint), tmp_path / "b", config)
     assert [m["step"] for m in resumed] == [3, 4]
     for got, expected in zip(without_time(resumed), without_time(straight[2:]), strict=True):
         assert got == pytest.approx(expected)

@@ -5,29 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from arpo.core.tree import Origin, RolloutTree, ToolCall
 from arpo.models.tiny import build_tiny_llama
-from arpo.tasks.prompts import render_prompt
 from arpo.train.batching import LearnerRow
 from arpo.train.metrics_log import read_metrics
 from arpo.train.sft import SFTConfig, SFTTrainer
-
-
-def demo_row(tokenizer, a: int, b: int) -> LearnerRow:
-    """A one-call demonstration laid out as a rollout tree: prompt, call, result, answer."""
-    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
-    tree = RolloutTree(
-        render_prompt(tokenizer, [{"role": "user", "content": f"what is {a}*{b}?"}]), len(tokenizer)
-    )
-    call = tree.add_model(tree.root, Origin.INITIAL)
-    ids = encode(f"<calc>{a}*{b}</calc>")
-    call.append(ids, [0.0] * len(ids), [0.0] * len(ids))
-    result = tree.add_tool(call, encode(f"<result>{a * b}</result>"), ToolCall("calc", f"{a}*{b}", "ok"))
-    answer = tree.add_model(result)
-    ids = encode(f"<answer>{a * b}</answer>") + [tokenizer.eos_token_id]
-    answer.append(ids, [0.0] * len(ids), [0.0] * len(ids))
-    (traj,) = tree.trajectories()
-    return LearnerRow(traj.token_ids, [float(m) for m in traj.loss_mask])
+from tests.train.helpers import demo_row
 
 
 def test_sft_lowers_the_loss_on_demonstrations(tokenizer, tmp_path):
