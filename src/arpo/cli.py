@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from arpo.config import ConfigError, load_config
+from arpo.train.errors import CorruptCheckpointError, RunStopped
 
 app = typer.Typer(
     name="arpo",
@@ -54,6 +55,12 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _stopped(exc: RunStopped) -> typer.Exit:
+    """A training run that stopped early: its reason, and the reason's exit status (3, or 143 after SIGTERM)."""
+    console.print(f"[red]stopped:[/red] {exc}")
+    return typer.Exit(exc.exit_status)
+
+
 @app.callback()
 def main() -> None:
     """Agentic Reinforced Policy Optimization: RL for tool-using LLM agents."""
@@ -88,6 +95,8 @@ def _train(job: type[M], run: Any, config: Path | None, overrides: list[str] | N
         history = run(cfg, resume=resume, console=console)
     except (FileExistsError, FileNotFoundError, ImportError, ValueError) as exc:
         raise _fail(exc) from None
+    except RunStopped as exc:
+        raise _stopped(exc) from None
     checkpoints = Path(cfg.run_dir) / "checkpoints"  # type: ignore[attr-defined]
     console.print(f"[green]done[/green]: {len(history)} steps; checkpoints in {checkpoints}")
 
@@ -118,7 +127,7 @@ def evaluate(overrides: Overrides = None, config: ConfigFile = None) -> None:
     cfg = _load(EvalConfig, config, overrides)
     try:
         summary = run_eval(cfg, console)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, CorruptCheckpointError) as exc:
         raise _fail(exc) from None
     tables = [summary_table(summary["datasets"], cfg.pass_k)]
     if summary["families"]:
@@ -160,6 +169,8 @@ def demo(
         path = run_demo(cfg, overwrite=overwrite, console=console)
     except (FileExistsError, FileNotFoundError, ValueError) as exc:
         raise _fail(exc) from None
+    except RunStopped as exc:
+        raise _stopped(exc) from None
     console.print(f"[green]report:[/green] {path} (and {path.with_suffix('.html')})")
 
 

@@ -69,7 +69,7 @@ END_STEPS = 10
 def training_accuracy(run_dir: Path) -> dict[str, Any]:
     """Sampled training accuracy of an RL run: the mean over its first ``START_STEPS`` steps (the
     policy has barely moved), over its last ``END_STEPS`` steps, and per step."""
-    curve = [m["reward/accuracy"] for m in read_metrics(run_dir) if "reward/accuracy" in m]
+    curve = [m["reward/accuracy"] for m in read_metrics(run_dir) if m.get("reward/accuracy") is not None]
     if not curve:
         return {"start": None, "end": None, "per_step": []}
     return {

@@ -12,7 +12,9 @@ file each, drawn only for the metrics the runs logged (:mod:`arpo.train.rl`, :mo
   result (the signal ARPO branches on, arXiv 2507.19849 §2.2);
 * sft: the SFT loss; optimizer: gradient norm and learning rate.
 
-The table gives each metric's mean over the first and the last tenth of the steps.
+The table gives each metric's mean over the first and the last tenth of the steps. Non-finite
+values (``null`` in ``metrics.jsonl``) are left out of tables and curves; a note lists the steps
+that had any, and how many optimizer updates were skipped for them (:mod:`arpo.train.loop`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import yaml
 
 from arpo.report.markdown import Block, Heading, Image, Paragraph, Table, fmt, write_report
 from arpo.report.plots import Panel, Series, figure
-from arpo.train.metrics_log import read_metrics
+from arpo.train.metrics_log import NONFINITE_KEY, read_metrics
 
 Metrics = list[dict[str, Any]]
 
@@ -165,6 +167,25 @@ def metrics_table(runs: Mapping[str, Metrics]) -> Table:
     return Table(header, rows)
 
 
+def nonfinite_notes(runs: Mapping[str, Metrics]) -> list[Paragraph]:
+    """Per run with non-finite values: the steps that had them, which metrics, and the skipped updates."""
+    notes = []
+    for run, history in runs.items():
+        flagged = [m for m in history if m.get(NONFINITE_KEY)]
+        if not flagged:
+            continue
+        keys = sorted({key for m in flagged for key in m[NONFINITE_KEY]})
+        skipped = max((m.get("train/skipped_updates_total") or 0 for m in history), default=0)
+        steps = ", ".join(str(m["step"]) for m in flagged[:20]) + (", ..." if len(flagged) > 20 else "")
+        notes.append(
+            Paragraph(
+                f"{run}: non-finite values at {len(flagged)} step(s) ({steps}) in {', '.join(keys)}; "
+                f"{skipped:g} optimizer update(s) skipped over the run."
+            )
+        )
+    return notes
+
+
 def _setting(config: Mapping[str, Any], dotted: str) -> Any:
     node: Any = config
     for part in dotted.split("."):
@@ -220,6 +241,7 @@ def write_run_report(
         settings_table(configs),
         Heading("Metrics (mean over the first and last tenth of the steps)", 2),
         metrics_table(runs),
+        *nonfinite_notes(runs),
         Heading("Curves", 2),
         *training_figures(runs, out),
     ]

@@ -1,17 +1,32 @@
-"""Crash-safe checkpoints: a Hugging Face model folder plus the trainer's state, committed by rename.
+"""Crash-safe, verifiable checkpoints: a Hugging Face model folder plus the trainer's state, committed by rename.
 
 Layout of ``<run_dir>/checkpoints/step-00000010/``: the model and tokenizer as written by
 ``save_pretrained`` (loadable by transformers and vLLM; for a LoRA run the merged model, plus the
-adapter in ``adapter/`` to resume from) and ``trainer_state.pt`` (optimizer,
-LR scheduler, RNG states, data position, step, config). A checkpoint is written into a hidden
-temporary folder ``.step-00000010.tmp`` and renamed into place only when complete, so a kill at
-any moment leaves the previous checkpoints intact; leftover temporary folders are ignored and
-removed by the next save. Only the newest ``keep`` checkpoints are kept.
+adapter in ``adapter/`` to resume from), ``trainer_state.pt`` (optimizer, LR scheduler, RNG
+states, data position, step, config) and ``manifest.json`` (size and SHA-256 of every other file).
+
+Writing: weights with a non-finite value are refused (:class:`NonFiniteError`, naming the
+tensors). A checkpoint is written into a hidden temporary folder ``.step-00000010.tmp`` and
+renamed into place only when complete, so a kill at any moment leaves the previous checkpoints
+intact; leftover temporary folders are ignored and removed by the next save. A write that fails
+(a full disk, ENOSPC) removes its temporary folder and raises :class:`CheckpointWriteError`
+saying why and which checkpoint is intact. After a write, checkpoints newer than it (left over
+from before a fallback, below) are removed and only the newest ``keep`` are kept.
+
+Reading: :func:`newest_intact_checkpoint` picks the checkpoint to resume or start from: the
+newest whose files all match its manifest. A truncated or corrupt one is skipped with a warning
+naming the bad file, and the one before it is used; with checkpoints but none intact it raises
+:class:`CorruptCheckpointError`. A checkpoint without a manifest (written by an arpo before
+manifests) is accepted unverified, with a warning.
 """
 
 from __future__ import annotations
 
 import copy
+import errno
+import hashlib
+import json
+import logging
 import os
 import random
 import shutil
@@ -22,29 +37,93 @@ import numpy as np
 import torch
 
 from arpo.models.loading import ADAPTER_DIR
+from arpo.train.errors import CheckpointWriteError, CorruptCheckpointError, NonFiniteError
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "step-"
 STATE_FILE = "trainer_state.pt"
+MANIFEST_FILE = "manifest.json"
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"{PREFIX}{step:08d}"
 
 
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(Path(checkpoint).name[len(PREFIX) :])
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
+    """Complete checkpoints (renamed into place, with a trainer state), oldest first; not verified."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
     found = [
         p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / STATE_FILE).is_file()
     ]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+    return sorted(found, key=checkpoint_step)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint, not verified (:func:`newest_intact_checkpoint` verifies)."""
     found = list_checkpoints(run_dir)
     return found[-1] if found else None
+
+
+def newest_intact_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint whose files match its manifest; None when the run has none.
+
+    Each newer one that does not match is skipped with a warning naming the bad file; raises
+    :class:`CorruptCheckpointError` when there are checkpoints but none is intact.
+    """
+    found = list_checkpoints(run_dir)
+    problems = []
+    for checkpoint in reversed(found):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return checkpoint
+        problems.append(f"{checkpoint}: {problem}")
+        logger.warning("checkpoint %s is damaged (%s); trying the one before it", checkpoint, problem)
+    if problems:
+        raise CorruptCheckpointError(f"{run_dir} has no intact checkpoint to load: " + "; ".join(problems))
+    return None
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """What is wrong with ``checkpoint`` (the first file that is missing, truncated or altered, or a
+    bad manifest), or None when every file matches its manifest or it has none (warned)."""
+    manifest = Path(checkpoint) / MANIFEST_FILE
+    if not manifest.is_file():
+        logger.warning(
+            "checkpoint %s has no %s (written by an older arpo): its files cannot be verified",
+            checkpoint,
+            MANIFEST_FILE,
+        )
+        return None
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"{manifest} is unreadable ({type(exc).__name__}: {exc})"
+    for name, expected in files.items():
+        path = Path(checkpoint) / name
+        if not path.is_file():
+            return f"{path} is missing"
+        size = path.stat().st_size
+        if size != expected["size"]:
+            return f"{path} has {size} bytes, the manifest says {expected['size']}"
+        if _sha256(path) != expected["sha256"]:
+            return f"{path} does not match its SHA-256 in the manifest"
+    return None
+
+
+def nonfinite_tensors(weights: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of ``weights`` holding a NaN or an infinity."""
+    return [
+        name
+        for name, tensor in weights.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
 
 
 def save_checkpoint(
@@ -57,35 +136,86 @@ def save_checkpoint(
     *,
     weights: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write checkpoint ``step`` atomically; returns its folder.
+    """Write checkpoint ``step`` atomically; returns its folder (see the module docstring).
 
     ``weights``: the full state dict to write instead of ``model``'s own parameters, e.g. the one
     accelerate gathers from sharded (FSDP, ZeRO-3) parameters; a LoRA model always writes its own.
     """
     final = checkpoint_dir(run_dir, step)
+    lora = bool(getattr(model, "peft_config", None))
+    bad = nonfinite_tensors(model.state_dict() if weights is None or lora else weights)
+    if bad:
+        raise NonFiniteError(
+            f"refusing to write checkpoint {final}: {len(bad)} weight tensor(s) hold NaN or infinite "
+            f"values ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''})"
+        )
     tmp = final.with_name(f".{final.name}.tmp")
     for stale in final.parent.glob(".*.tmp") if final.parent.is_dir() else []:
         shutil.rmtree(stale, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    if getattr(model, "peft_config", None):  # LoRA: the merged model for users, the adapter to resume
-        model.save_pretrained(tmp / ADAPTER_DIR)
-        copy.deepcopy(model).merge_and_unload().save_pretrained(tmp, safe_serialization=True)
-    else:
-        model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    torch.save(state, tmp / STATE_FILE)
-    _fsync_tree(tmp)
-    if final.exists():  # re-saving a step (a resumed run): swap, then drop the old copy
-        old = final.with_name(f".{final.name}.old.tmp")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    try:
+        tmp.mkdir(parents=True)
+        if lora:  # the merged model for users, the adapter to resume
+            model.save_pretrained(tmp / ADAPTER_DIR)
+            copy.deepcopy(model).merge_and_unload().save_pretrained(tmp, safe_serialization=True)
+        else:
+            model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        torch.save(state, tmp / STATE_FILE)
+        _write_manifest(tmp)
+        _fsync_tree(tmp)
+        _commit(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        before = [c for c in list_checkpoints(run_dir) if checkpoint_step(c) <= step]
+        intact = (
+            f"checkpoint {before[-1]}, written before, is untouched"
+            if before
+            else "no checkpoint was written before"
+        )
+        reason = errno.errorcode.get(exc.errno, "") if exc.errno else ""
+        raise CheckpointWriteError(
+            f"could not write checkpoint {final}: {exc}{f' ({reason})' if reason else ''}; {intact}"
+        ) from exc
     _fsync_dir(final.parent)
-    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+    written = list_checkpoints(run_dir)
+    older = [c for c in written if checkpoint_step(c) < step]
+    stale = [c for c in written if checkpoint_step(c) > step]
+    for old in stale + (older[: max(0, len(older) - (keep - 1))] if keep > 0 else []):
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _commit(tmp: Path, final: Path) -> None:
+    """Rename the written ``tmp`` to ``final``; a checkpoint of the same step (a resumed run writing
+    it again) is swapped out and removed only once the new one is in place."""
+    if not final.exists():
+        os.replace(tmp, final)
+        return
+    old = final.with_name(f".{final.name}.old.tmp")
+    os.replace(final, old)
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        os.replace(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_manifest(folder: Path) -> None:
+    files = {
+        path.relative_to(folder).as_posix(): {"size": path.stat().st_size, "sha256": _sha256(path)}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+    (folder / MANIFEST_FILE).write_text(json.dumps({"files": files}, indent=1), encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_state(checkpoint: Path) -> dict[str, Any]:

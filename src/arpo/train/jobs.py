@@ -15,8 +15,10 @@ Where the data comes from (``data``), at most one of (none: ``toolworld`` with i
 * ``dataset``: tasks from a JSONL/Parquet/Hugging Face data set (RL only); ``tools`` must then
   be given.
 
-``model.name`` may name a previous run's folder: its newest checkpoint is used (e.g. RL starting
-from the SFT run).
+``model.name`` may name a previous run's folder: its newest intact checkpoint is used (e.g. RL
+starting from the SFT run). ``--resume`` picks the run's newest intact checkpoint once
+(:func:`arpo.train.checkpoint.newest_intact_checkpoint`: a damaged newer one is skipped with a
+warning) and loads both the weights and the trainer state from it.
 
 With several processes (``accelerate launch``), the main process prepares the environment first
 and the others then reuse it; ``run_dir`` must be on a file system that every process sees.
@@ -51,7 +53,7 @@ from arpo.tasks.toolworld import (
 from arpo.tools import ToolBox
 from arpo.tools.registry import build_toolbox
 from arpo.train.batching import LearnerRow
-from arpo.train.checkpoint import latest_checkpoint
+from arpo.train.checkpoint import latest_checkpoint, newest_intact_checkpoint
 from arpo.train.loop import process_state
 from arpo.train.rl import RLConfig, RLTrainer
 from arpo.train.sft import SFTConfig, SFTTrainer
@@ -173,7 +175,7 @@ def resolve_model(config: PolicyConfig, environment: Environment) -> PolicyConfi
     """``model.name`` as a checkpoint folder when it names a run; the environment's tokenizer
     for a tiny model without one."""
     updates: dict[str, Any] = {}
-    if (found := latest_checkpoint(Path(config.name))) is not None:
+    if (found := newest_intact_checkpoint(Path(config.name))) is not None:
         updates["name"] = str(found)
     if config.name == "tiny" and config.tokenizer is None and environment.tokenizer is not None:
         updates["tokenizer"] = environment.tokenizer
@@ -190,6 +192,9 @@ def _start(config: JobConfig, resume: bool, console: Console) -> tuple[Path, Pat
         )
     if resume and checkpoint is None:
         console.print(f"--resume: {run_dir} has no checkpoint yet, starting from scratch")
+    elif resume:
+        checkpoint = newest_intact_checkpoint(run_dir)
+        console.print(f"--resume: continuing from {checkpoint}")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
         run_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
@@ -219,7 +224,7 @@ def run_sft(
         rows.append(LearnerRow(ids, [float(m) for m in mask]))
     trainer = SFTTrainer(config.train, model, tokenizer, rows, run_dir)
     if checkpoint is not None:
-        trainer.resume()
+        trainer.resume(checkpoint)
     history = trainer.train()
     if trainer.accelerator.is_main_process:
         write_run_report(run_dir)
@@ -247,7 +252,7 @@ def run_rl(
             reference=reference,
         )
         if checkpoint is not None:
-            trainer.resume()
+            trainer.resume(checkpoint)
         history = trainer.train()
         if trainer.accelerator.is_main_process:
             write_run_report(run_dir)

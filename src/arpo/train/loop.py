@@ -14,12 +14,30 @@ A subclass provides ``train_step() -> metrics`` and uses ``self.model`` (wrapped
 or example order). The loop logs each step to :class:`MetricsLogger`, shows a progress bar and
 checkpoints every ``save_every`` steps and at the end; :meth:`resume` restores the full state so
 a resumed run continues exactly where the checkpoint left it.
+
+Faults (docs/reliability.md):
+
+* an optimizer update whose loss or gradient norm is NaN or infinite is skipped — the gradient is
+  zeroed, nothing is applied — and counted (``train/skipped_updates`` in the step,
+  ``train/skipped_updates_total`` over the run); ``optim.max_consecutive_nonfinite`` such updates
+  in a row stop the run with :class:`~arpo.train.errors.NonFiniteError` once the step is logged.
+  The decision is the same in every process: the gradient norm is taken after the all-reduce and
+  the loss's verdict is summed over the processes. With fp16 loss scaling (GPUs), a non-finite
+  gradient of a finite loss is an overflow of the scaled gradient: the scaler skips the update
+  and lowers its scale; it is counted as skipped but not towards the limit;
+* a checkpoint that cannot be written stops the run in every process
+  (:class:`~arpo.train.errors.CheckpointWriteError`); weights with a non-finite value are never
+  written;
+* SIGTERM (a scheduler's notice before preemption), while the loop runs in the main thread: the
+  current step finishes, a checkpoint is written and :class:`~arpo.train.errors.Preempted` is
+  raised (every process stops after the same step); ``--resume`` continues exactly.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -36,11 +54,20 @@ from arpo.core.logits import RAW, PolicyView
 from arpo.core.loss import Aggregation
 from arpo.core.tree import RolloutTree
 from arpo.train.batching import LearnerRow
-from arpo.train.checkpoint import latest_checkpoint, load_state, rng_state, save_checkpoint, set_rng_state
+from arpo.train.checkpoint import (
+    checkpoint_dir,
+    load_state,
+    newest_intact_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from arpo.train.errors import CheckpointWriteError, NonFiniteError, Preempted
 from arpo.train.layout import MiniBatch, Packing, build_minibatch
 from arpo.train.metrics_log import LoggingConfig, MetricsLogger
 from arpo.train.optim import OptimConfig, build_optimizer
 from arpo.train.packing import tree_packing_unsupported
+from arpo.train.preemption import SigtermFlag
 from arpo.train.progress import StepProgress
 from arpo.train.sampler import TaskSampler
 
@@ -128,6 +155,13 @@ class TrainLoop:
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
         self.step = 0
+        self.skipped_updates_total = 0
+        """Optimizer updates skipped for non-finite numbers over the run (restored on resume)."""
+        self.nonfinite_streak = 0
+        """Non-finite updates in a row, up to the last one (fp16 overflows not counted)."""
+        self.last_nonfinite = ""
+        """What was not finite in the last skipped update."""
+        self.skipped_in_step = 0
 
     # ----- data parallelism -------------------------------------------------------------------
     def shards_state(self) -> bool:
@@ -239,15 +273,22 @@ class TrainLoop:
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "rng": rng_state(),
+            "nonfinite": {
+                "skipped_total": self.skipped_updates_total,
+                "streak": self.nonfinite_streak,
+                "last": self.last_nonfinite,
+            },
             "config": self.loop_config.model_dump(mode="json"),
         }
 
-    def resume(self) -> Path | None:
-        """Restore optimizer, schedule, data position and RNG from the latest checkpoint, if any.
+    def resume(self, checkpoint: Path | None = None) -> Path | None:
+        """Restore optimizer, schedule, data position and RNG from ``checkpoint`` — by default the
+        run's newest intact one (:func:`~arpo.train.checkpoint.newest_intact_checkpoint`), if any.
 
-        The model weights must already have been loaded from that checkpoint's folder.
+        The model weights must already have been loaded from that checkpoint's folder: the jobs
+        pick it once and pass it to both.
         """
-        checkpoint = latest_checkpoint(self.run_dir)
+        checkpoint = checkpoint or newest_intact_checkpoint(self.run_dir)
         if checkpoint is None:
             return None
         state = load_state(checkpoint)
@@ -256,63 +297,142 @@ class TrainLoop:
         self.sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
         self.step = state["step"]
+        nonfinite = state.get("nonfinite", {})  # absent in checkpoints written before the guard
+        self.skipped_updates_total = nonfinite.get("skipped_total", 0)
+        self.nonfinite_streak = nonfinite.get("streak", 0)
+        self.last_nonfinite = nonfinite.get("last", "")
         return checkpoint
 
-    def save(self) -> None:
-        """Checkpoint: every process takes part in gathering the weights (sharded ones included), the
-        main process writes them, and all wait until it is written."""
+    def save(self) -> Path:
+        """Checkpoint; returns its folder. Every process takes part in gathering the weights (sharded
+        ones included), the main process writes them, and all learn whether it succeeded: a
+        failure raises in every process (the main one's error says why)."""
         weights = self.accelerator.get_state_dict(self.model)
+        error: NonFiniteError | CheckpointWriteError | None = None
         if self.accelerator.is_main_process:
             keep = self.loop_config.keep_checkpoints
-            save_checkpoint(
-                self.run_dir, self.step, self.policy, self.tokenizer, self.state_dict(), keep, weights=weights
+            try:
+                save_checkpoint(
+                    self.run_dir,
+                    self.step,
+                    self.policy,
+                    self.tokenizer,
+                    self.state_dict(),
+                    keep,
+                    weights=weights,
+                )
+            except (NonFiniteError, CheckpointWriteError) as exc:
+                error = exc
+        (failed,) = self.all_sum(float(error is not None))  # also waits until the checkpoint is written
+        if error is not None:
+            raise type(error)(f"step {self.step}: {error}; training stopped") from error
+        if failed:
+            raise CheckpointWriteError(
+                f"step {self.step}: the main process could not write its checkpoint (its error says why); "
+                "training stopped"
             )
-        self.accelerator.wait_for_everyone()
+        return checkpoint_dir(self.run_dir, self.step)
 
     # ----- the loop ----------------------------------------------------------------------------
     def train(self, on_step: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-        """Run from the current step to ``config.steps``; returns the metrics of the steps run."""
+        """Run from the current step to ``config.steps``; returns the metrics of the steps run.
+
+        Raises :class:`~arpo.train.errors.Preempted` after writing a checkpoint when SIGTERM
+        arrived, and :class:`~arpo.train.errors.NonFiniteError` after too many non-finite updates
+        in a row (module docstring)."""
         cfg = self.loop_config
         main = self.accelerator.is_main_process
         logger = MetricsLogger(self.run_dir, cfg.logging, resume_step=self.step) if main else None
         history = []
         try:
-            with StepProgress(cfg.steps, self.step, enabled=main, label=self.label) as bar:
+            with (
+                StepProgress(cfg.steps, self.step, enabled=main, label=self.label) as bar,
+                SigtermFlag() as sigterm,
+            ):
                 while self.step < cfg.steps:
+                    self.skipped_in_step = 0
                     metrics = self.mean_over_processes(self.train_step())
                     with warnings.catch_warnings():  # a step may legitimately skip the update
                         warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
                         self.scheduler.step()
                     self.step += 1
                     metrics["lr"] = self.scheduler.get_last_lr()[0]
+                    metrics["train/skipped_updates"] = float(self.skipped_in_step)
+                    metrics["train/skipped_updates_total"] = float(self.skipped_updates_total)
                     if cfg.check_replicas_every is not None and self.step % cfg.check_replicas_every == 0:
                         metrics["replicas/params_sha256"] = self.check_replicas()
                     if logger is not None:
                         logger.log(self.step, metrics)
                     history.append({"step": self.step, **metrics})
                     bar.update(self.step, metrics)
-                    if self.step % cfg.save_every == 0 or self.step == cfg.steps:
+                    self.check_nonfinite_streak()
+                    saved = self.step % cfg.save_every == 0 or self.step == cfg.steps
+                    if saved:
                         self.save()
                     if on_step is not None:
                         on_step(self.step, metrics)
+                    if self.step < cfg.steps and self.all_sum(float(sigterm.received))[0] > 0:
+                        checkpoint = checkpoint_dir(self.run_dir, self.step) if saved else self.save()
+                        raise Preempted(
+                            f"stopped by SIGTERM after step {self.step} of {cfg.steps}: checkpoint {checkpoint} "
+                            "holds it; continue with --resume"
+                        )
         finally:
             if logger is not None:
                 logger.close()
         return history
+
+    def check_nonfinite_streak(self) -> None:
+        """Raise :class:`NonFiniteError` once ``optim.max_consecutive_nonfinite`` updates in a row were skipped."""
+        limit = self.loop_config.optim.max_consecutive_nonfinite
+        if self.nonfinite_streak >= limit:
+            raise NonFiniteError(
+                f"step {self.step}: the last {self.nonfinite_streak} optimizer updates were skipped because of "
+                f"non-finite numbers (the last one: {self.last_nonfinite}), and optim.max_consecutive_nonfinite "
+                f"is {limit}: training stopped. The weights are those after the last finite update; "
+                f"{self.run_dir / 'metrics.jsonl'} lists the non-finite values of each step under 'nonfinite'"
+            )
 
     def micro_step(self, last: bool) -> AbstractContextManager[Any]:
         """Context for one micro-batch's forward and backward: gradients are synchronised
         across processes only on the ``last`` micro-batch of an optimizer step."""
         return nullcontext() if last else self.accelerator.no_sync(self.model)
 
-    def clip_and_step(self) -> float:
-        """Clip the accumulated gradient (if configured), apply it, clear it; returns its norm."""
+    def clip_and_step(self, loss: float) -> float:
+        """Clip the accumulated gradient (if configured) and apply it — unless ``loss`` (this
+        process's loss of the update) or the gradient norm is not finite: then the update is
+        skipped (module docstring). Clears the gradient; returns its norm (before clipping)."""
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = self.loop_config.optim.grad_clip
         if clip is not None:
             norm = float(self.accelerator.clip_grad_norm_(params, clip))
         else:
             norm = float(torch.norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0
-        self.optimizer.step()
+        # the norm is global already (gradients are all-reduced); a loss is known to its process only
+        bad_loss, bad_norm = self.all_sum(float(not math.isfinite(loss)), float(not math.isfinite(norm)))
+        if not (bad_loss or bad_norm):
+            self.optimizer.step()
+            self.nonfinite_streak = 0
+        else:
+            self.skipped_in_step += 1
+            self.skipped_updates_total += 1
+            self.last_nonfinite = (
+                f"the loss is {loss}"
+                if not math.isfinite(loss)
+                else "the loss is not finite in another process"
+                if bad_loss
+                else f"the gradient norm is {norm}"
+            )
+            overflow = not bad_loss and self.accelerator.scaler is not None
+            if overflow:  # fp16: the scaler sees the infinite gradient, skips the update, lowers its scale
+                self.optimizer.step()
+            else:
+                self.nonfinite_streak += 1
+            logger.warning(
+                "step %d: skipped an optimizer update: %s (%s)",
+                self.step + 1,
+                self.last_nonfinite,
+                "an fp16 overflow" if overflow else f"{self.nonfinite_streak} in a row",
+            )
         self.optimizer.zero_grad(set_to_none=True)
         return norm

@@ -1,7 +1,10 @@
 """Step metrics to a JSONL file, to TensorBoard, and to Weights & Biases when configured.
 
 ``metrics.jsonl`` gets one JSON object per step (``{"step": …, …}``), flushed as it is written.
-On resume, lines of steps after the checkpoint (written before the kill, not covered by the
+Every line is valid JSON: a NaN or infinite value is written as ``null`` and named, with its
+kind, under ``"nonfinite"`` (``{"loss/sft": "nan", "grad_norm": "inf"}``; the key is absent when
+every value is finite), so readers never have to parse ``NaN``; TensorBoard and W&B get the
+non-finite values as they are. On resume, lines of steps after the checkpoint (written before the kill, not covered by the
 checkpoint) and a trailing partial line are dropped, so the file always matches the run's state.
 """
 
@@ -25,12 +28,18 @@ class LoggingConfig(BaseModel):
     wandb_run_name: str | None = Field(None, description="W&B run name (default: the run folder's name).")
 
 
+NONFINITE_KEY = "nonfinite"
+
+
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    return {
-        k: float(v)
-        for k, v in metrics.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    }
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def json_record(step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The line written for ``step``: non-finite floats as None, named under :data:`NONFINITE_KEY`."""
+    nonfinite = {k: str(v) for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}
+    record = {"step": step, **{k: None if k in nonfinite else v for k, v in metrics.items()}}
+    return {**record, NONFINITE_KEY: nonfinite} if nonfinite else record
 
 
 class MetricsLogger:
@@ -70,7 +79,7 @@ class MetricsLogger:
         atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
-        self._file.write(json.dumps({"step": step, **metrics}) + "\n")
+        self._file.write(json.dumps(json_record(step, metrics), allow_nan=False) + "\n")
         self._file.flush()
         scalars = _scalars(metrics)
         if self._tb is not None:
@@ -89,5 +98,6 @@ class MetricsLogger:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The lines of ``metrics.jsonl`` as written (non-finite values are None, see the module docstring)."""
     path = Path(run_dir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -3,6 +3,9 @@
 lr(s) = lr · s/warmup for s < warmup, then lr · f(p) with p = (s − warmup)/(total − warmup):
 ``constant`` f = 1; ``linear`` f = 1 − (1 − r)·p; ``cosine`` f = r + (1 − r)·(1 + cos πp)/2,
 where r = ``min_lr_ratio``. ARPO's authors train with a constant lr of 1e-6, no warm-up.
+
+An update whose loss or gradient norm is not finite is skipped, and ``max_consecutive_nonfinite``
+such updates in a row stop the run (:meth:`arpo.train.loop.TrainLoop.clip_and_step`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ class OptimConfig(BaseModel):
     warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps (schedule steps).")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="r: final lr as a fraction of lr.")
     grad_clip: float | None = Field(1.0, gt=0, description="Max global gradient norm; null = no clipping.")
+    max_consecutive_nonfinite: int = Field(
+        3,
+        ge=1,
+        description="An optimizer update whose loss or gradient norm is NaN or infinite is skipped (gradient "
+        "zeroed, counted in train/skipped_updates); this many such updates in a row stop the run with an error.",
+    )
 
 
 def lr_factor(step: int, total: int, config: OptimConfig) -> float:

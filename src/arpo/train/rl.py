@@ -19,6 +19,10 @@ One training step (arXiv 2507.19849 §3; ARPO_REFERENCE.md §2 for the authors' 
    step;
 7. step the LR schedule (once per training step), log metrics, checkpoint every ``save_every``.
 
+Tool faults do not stop a step: every call returns a result (:class:`arpo.tools.ToolBox`), and
+the step's tool calls are counted by status in ``rollout/tool_ok``, ``rollout/tool_error``,
+``rollout/tool_timeout`` and ``rollout/tool_limit`` (each call of a tree once).
+
 Every log-prob the learner takes is of the sampled policy softmax(z[:|V|]/T), with the rollout's
 temperature T and the tokenizer's vocabulary |V| (:mod:`arpo.core.logits`), so the ratio, KL and
 entropy refer to the distribution the trajectories were drawn from.
@@ -162,6 +166,8 @@ class RLTrainer(TrainLoop):
         update = self._update(scored)
         self.rollout.generator.update_weights(self.policy)
         stats = {k: v for k, v in batch.stats.items() if isinstance(v, int | float) and v is not None}
+        statuses = batch.stats["tool_status"]
+        stats.update({f"tool_{s.value}": float(statuses.get(s.value, 0)) for s in ToolStatus})
         return {
             **scored.metrics,
             **update,
@@ -283,7 +289,7 @@ class RLTrainer(TrainLoop):
                 if not chosen:
                     with self.micro_step(last=True):
                         self.dummy_backward()
-                    self.clip_and_step()
+                    self.clip_and_step(0.0)
                     continue
                 batch, index = self._layout(chosen, scored, totals)
                 if epoch == 0:
@@ -302,6 +308,7 @@ class RLTrainer(TrainLoop):
         cfg = self.config
         rows = torch.tensor(index, device=self.accelerator.device)
         totals = {"loss/policy": 0.0, "loss/clip_fraction": 0.0, "loss/kl": 0.0, "loss/entropy": 0.0}
+        loss = 0.0
         for i, unit in enumerate(batch.units):
             copy_rows = rows[batch.copy_rows[unit.copies]]
             copy_cols = batch.copy_cols[unit.copies]
@@ -318,9 +325,10 @@ class RLTrainer(TrainLoop):
                     entropies=entropies,
                 )
                 self.accelerator.backward(parts.loss)
+            loss += parts.loss.item()
             totals["loss/policy"] += parts.pg_loss.item()
             totals["loss/clip_fraction"] += parts.clip_fraction.item()
             totals["loss/kl"] += parts.kl.item() if parts.kl is not None else 0.0
             totals["loss/entropy"] += parts.entropy.item() if parts.entropy is not None else 0.0
-        totals["grad_norm"] = self.clip_and_step()
+        totals["grad_norm"] = self.clip_and_step(loss)
         return totals

@@ -87,5 +87,5 @@ class SFTTrainer(TrainLoop):
             "loss/sft": total,
             "tokens": float(sum(sum(r.weights) for r in rows)),
             "tokens_forwarded": float(batch.tokens_forwarded),
-            "grad_norm": self.clip_and_step(),
+            "grad_norm": self.clip_and_step(total),
         }
