@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from arpo.core.rewards import RewardInput, RewardResult
 from arpo.core.tree import Origin, RolloutTree, ToolCall
+from arpo.models.tiny import build_tiny_llama
 from arpo.tasks.prompts import render_prompt
 from arpo.tasks.record import ChatMessage, Task
 from arpo.tools import Calculator, ToolBox
@@ -25,6 +26,7 @@ from arpo.train.batching import LearnerRow
 from arpo.train.checkpoint import checkpoint_dir, latest_checkpoint
 from arpo.train.metrics_log import read_metrics
 from arpo.train.rl import RLConfig, RLTrainer
+from arpo.train.sft import SFTConfig, SFTTrainer
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESS_STEPS = 12
@@ -93,6 +95,23 @@ def demo_row(tokenizer, a: int, b: int) -> LearnerRow:
     answer.append(ids, [0.0] * len(ids), [0.0] * len(ids))
     (traj,) = tree.trajectories()
     return LearnerRow(traj.token_ids, [float(m) for m in traj.loss_mask])
+
+
+def sft_trainer(tokenizer, run_dir: Path, **overrides) -> SFTTrainer:
+    """A 3-step SFT trainer of the tiny model on 8 :func:`demo_row` demonstrations; ``overrides`` replace config keys."""
+    config = SFTConfig.model_validate(
+        {
+            "steps": 3,
+            "batch_size": 4,
+            "micro_batch_size": 2,
+            "save_every": 100,
+            "optim": {"lr": 1e-2},
+            "logging": {"tensorboard": False},
+            **overrides,
+        }
+    )
+    demos = [demo_row(tokenizer, a, b) for a in range(2, 6) for b in range(11, 13)]
+    return SFTTrainer(config, build_tiny_llama(tokenizer, seed=0), tokenizer, demos, run_dir)
 
 
 def write_config(tmp_path: Path, run_dir: Path) -> Path:
