@@ -1,7 +1,9 @@
 """One process of a 2-process data-parallel RL step (run by tests/train/test_data_parallel.py).
 
 Launched with ``torchrun --nproc_per_node 2`` and ``ACCELERATE_USE_CPU=true`` (gloo); each
-process writes its parameters after the step to ``<out>/rank<r>.pt``.
+process writes its parameters after the step to ``<out>/rank<r>.pt``. With the argument
+``nan-loss-on-rank-1``, process 1 reports a NaN loss for every update (its gradient stays finite),
+so only the processes' agreement makes process 0 skip the updates too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from arpo.train.rl import RLConfig, RLTrainer
 from tests.train.helpers import arithmetic_tasks, count_ones
 
 
-def main(out: Path) -> None:
+def main(out: Path, mode: str | None) -> None:
     tokenizer = build_char_tokenizer()
     model = build_tiny_llama(tokenizer, seed=0)
     config = RLConfig.model_validate(
@@ -36,6 +38,9 @@ def main(out: Path) -> None:
     )
     with ToolBox([Calculator()]) as tools:
         trainer = RLTrainer(config, model, tokenizer, arithmetic_tasks(), tools, count_ones, out / "run")
+        if mode == "nan-loss-on-rank-1" and trainer.rank == 1:
+            step = trainer.clip_and_step
+            trainer.clip_and_step = lambda loss: step(float("nan"))
         (metrics,) = trainer.train()
         torch.save(
             {"params": trainer.policy.state_dict(), "world": trainer.world, "metrics": metrics},
@@ -45,4 +50,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None)

@@ -16,8 +16,8 @@ from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
-def test_two_processes_end_with_identical_parameters(tmp_path):
+def launch(tmp_path: Path, port: int, *worker_args: str) -> tuple[dict, dict]:
+    """Run tests/train/ddp_worker.py in 2 gloo processes; returns what each process saved."""
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun is not None
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
@@ -27,9 +27,10 @@ def test_two_processes_end_with_identical_parameters(tmp_path):
             "--nproc_per_node",
             "2",
             "--master_port",
-            "29531",
+            str(port),
             str(ROOT / "tests/train/ddp_worker.py"),
             str(tmp_path),
+            *worker_args,
         ],
         cwd=ROOT,
         env=env,
@@ -39,6 +40,12 @@ def test_two_processes_end_with_identical_parameters(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    return rank0, rank1
+
+
+@pytest.mark.slow
+def test_two_processes_end_with_identical_parameters(tmp_path):
+    rank0, rank1 = launch(tmp_path, 29531)
     assert rank0["world"] == rank1["world"] == 2
     initial = build_tiny_llama(build_char_tokenizer(), seed=0).state_dict()
     for name, value in rank0["params"].items():
@@ -47,3 +54,13 @@ def test_two_processes_end_with_identical_parameters(tmp_path):
     assert rank0["metrics"] == rank1["metrics"], "metrics are averaged over the processes"
     assert rank0["metrics"]["rollout/prompts"] == 2, "each process rolls out its half of the 4 prompts"
     assert (tmp_path / "run" / "checkpoints" / "step-00000001").is_dir()
+
+
+@pytest.mark.slow
+def test_a_nonfinite_loss_in_one_process_skips_the_update_in_every_process(tmp_path):
+    rank0, rank1 = launch(tmp_path, 29532, "nan-loss-on-rank-1")
+    initial = build_tiny_llama(build_char_tokenizer(), seed=0).state_dict()
+    for name, value in rank0["params"].items():
+        assert torch.equal(value, initial[name]), f"{name} changed in process 0"
+        assert torch.equal(rank1["params"][name], initial[name]), f"{name} changed in process 1"
+    assert rank0["metrics"]["train/skipped_updates"] == rank1["metrics"]["train/skipped_updates"] == 2
