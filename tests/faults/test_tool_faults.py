@@ -1,5 +1,6 @@
-"""Tool faults during training: a tool that hangs forever, and the HTTP search API going down mid-run.
-Every call still returns a result, the step goes on, and the faults are counted in the metrics."""
+"""Tool faults during training: a tool that hangs forever, the HTTP search API going down mid-run,
+injected crashes, hangs and garbage output. Every call still returns a result, the step goes on,
+and the faults are counted in the metrics."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import copy
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,6 +17,8 @@ import pytest
 
 from arpo.tools import Calculator, ToolBox
 from arpo.tools.base import Tool, ToolResult, ToolStatus
+from arpo.tools.faults import FaultyTool
+from arpo.tools.registry import build_tool
 from arpo.tools.search import SearchTool
 from arpo.tools.search.http import HTTPBackend
 from arpo.train.rl import RLConfig, RLTrainer
@@ -171,3 +175,57 @@ def test_the_search_api_going_down_mid_run_gives_errors_after_bounded_retries(
     assert counters["calc/retries"] == 2 * failed, "each failed call was retried exactly `retries` times"
     assert late.status is ToolStatus.ERROR
     assert late.text.startswith("search API failed after 3 attempts: unreachable")
+
+
+def test_injected_faults_become_results_at_the_seeded_rate():
+    spec = {
+        "import": "arpo.tools.faults:FaultyTool",
+        "tool": {"name": "calc"},
+        "rate": 0.3,
+        "seed": 1,
+        "kinds": ["crash", "garbage"],
+    }
+    with ToolBox([build_tool(spec)]) as box:
+        results = [box.run("calc", "2+3") for _ in range(200)]
+        counters = box.metrics()
+    crashes, garbage = counters["calc/injected_crash"], counters["calc/injected_garbage"]
+    assert 0.2 * 200 < crashes + garbage < 0.4 * 200 and crashes and garbage
+    assert Counter(r.status for r in results) == {ToolStatus.ERROR: crashes, ToolStatus.OK: 200 - crashes}
+    assert sum(r.text == "5" for r in results) == 200 - crashes - garbage
+    assert "Tool <calc> failed: InjectedFault: injected crash of <calc>" in {r.text for r in results}
+
+
+def test_an_injected_hang_is_timed_out_and_released_on_close():
+    faulty = FaultyTool(Calculator(), rate=1.0, kinds=("hang",))
+    before = set(threading.enumerate())
+    with ToolBox([faulty], timeout_s=0.3) as box:
+        assert box.run("calc", "2+3").status is ToolStatus.TIMEOUT
+        (hung,) = [t for t in set(threading.enumerate()) - before if t.name == "arpo-tool-calc"]
+    hung.join(timeout=30)  # closing the tool box ends the hang; the call then finishes
+    assert not hung.is_alive()
+
+
+def test_the_same_seed_injects_the_same_faults():
+    def texts(seed: int) -> list[str]:
+        with ToolBox([FaultyTool(Calculator(), rate=0.5, seed=seed, kinds=("crash", "garbage"))]) as box:
+            return [box.run("calc", "2+3").text for _ in range(30)]
+
+    assert texts(7) == texts(7) != texts(8)
+
+
+def test_garbage_tool_output_is_plain_text_to_the_rollout(tool_caller, tokenizer, tmp_path):
+    garbage = FaultyTool(Calculator(), rate=1.0, kinds=("garbage",))
+    with ToolBox([garbage]) as tools:
+        trainer = RLTrainer(
+            fault_config(1),
+            copy.deepcopy(tool_caller),
+            tokenizer,
+            arithmetic_tasks(),
+            tools,
+            count_ones,
+            tmp_path,
+        )
+        (metrics,) = trainer.train()
+        injected = tools.metrics()["calc/injected_garbage"]
+    assert injected > 0 and metrics["rollout/tool_ok"] == injected
+    assert metrics["train/skipped_updates"] == 0 and metrics["grad_norm"] > 0
