@@ -42,7 +42,7 @@ def test_sigterm_checkpoints_the_finished_step_and_resume_continues_exactly(toke
         train_rl(build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path / "b", config, sigterm_after_step_1)
     checkpoint = checkpoint_dir(tmp_path / "b", 1)
     assert str(stopped.value) == (
-        f"stopped by SIGTERM after step 1 of 4: checkpoint {checkpoint} holds it; continue with --resume"
+        f"SIGTERM after step 1 of 4: checkpoint {checkpoint} holds it; continue with --resume"
     )
     assert stopped.value.exit_status == 143
     assert list_checkpoints(tmp_path / "b") == [checkpoint], "written for the SIGTERM (save_every is 3)"
@@ -78,7 +78,7 @@ def test_sigterm_to_a_real_process_exits_143_and_resume_equals_an_unbroken_run(t
     stopped_at = latest_checkpoint(broken)
     step = checkpoint_step(stopped_at)
     assert 2 <= step < PROCESS_STEPS
-    assert f"stopped by SIGTERM after step {step} of {PROCESS_STEPS}" in " ".join(err.split())
+    assert f"stopped: SIGTERM after step {step} of {PROCESS_STEPS}" in " ".join(err.split())
     assert [m["step"] for m in read_metrics(broken)] == list(range(1, step + 1))
 
     finish(arpo("train", "--config", str(config), "--resume"))

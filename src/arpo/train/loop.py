@@ -374,7 +374,7 @@ class TrainLoop:
                     if self.step < cfg.steps and self.all_sum(float(sigterm.received))[0] > 0:
                         checkpoint = checkpoint_dir(self.run_dir, self.step) if saved else self.save()
                         raise Preempted(
-                            f"stopped by SIGTERM after step {self.step} of {cfg.steps}: checkpoint {checkpoint} "
+                            f"SIGTERM after step {self.step} of {cfg.steps}: checkpoint {checkpoint} "
                             "holds it; continue with --resume"
                         )
         finally:
