@@ -196,13 +196,21 @@ def test_injected_faults_become_results_at_the_seeded_rate():
 
 
 def test_an_injected_hang_is_timed_out_and_released_on_close():
-    faulty = FaultyTool(Calculator(), rate=1.0, kinds=("hang",))
+    calls = []
+
+    class CountingCalculator(Calculator):
+        def run(self, call: str) -> ToolResult:
+            calls.append(call)
+            return super().run(call)
+
+    faulty = FaultyTool(CountingCalculator(), rate=1.0, kinds=("hang",))
     before = set(threading.enumerate())
     with ToolBox([faulty], timeout_s=0.3) as box:
         assert box.run("calc", "2+3").status is ToolStatus.TIMEOUT
         (hung,) = [t for t in set(threading.enumerate()) - before if t.name == "arpo-tool-calc"]
-    hung.join(timeout=30)  # closing the tool box ends the hang; the call then finishes
+    hung.join(timeout=30)  # closing the tool box ends the hang
     assert not hung.is_alive()
+    assert calls == [], "a closed tool is not called (a python tool would start a new sandbox)"
 
 
 def test_the_same_seed_injects_the_same_faults():

@@ -6,7 +6,8 @@ given instead of a spec). With probability ``rate`` a call gets one of ``kinds``
 instead of running normally:
 
 * ``hang``: the call blocks for ``hang_s`` seconds (default: until the tool is closed) and then
-  runs; the :class:`~arpo.tools.ToolBox` times it out first when its ``timeout_s`` is shorter;
+  runs — unless the tool was closed meanwhile (the inner tool is never called after its
+  close); the :class:`~arpo.tools.ToolBox` times it out first when its ``timeout_s`` is shorter;
 * ``crash``: the call raises :class:`InjectedFault`, which the ToolBox turns into an ``error`` result;
 * ``garbage``: the call returns ``ok`` with random text instead of running: control characters,
   escape sequences, replacement characters and the protocol's own tags (``</result>``,
@@ -26,7 +27,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from arpo.tools.base import Tool, ToolResult
+from arpo.tools.base import Tool, ToolResult, ToolStatus
 from arpo.tools.registry import build_tool
 
 KINDS = ("hang", "crash", "garbage")
@@ -87,8 +88,8 @@ class FaultyTool(Tool):
             raise InjectedFault(f"injected crash of <{self.tag}>")
         if kind == "garbage":
             return ToolResult(garbage)
-        if kind == "hang":
-            self._closed.wait(self.hang_s)
+        if kind == "hang" and self._closed.wait(self.hang_s):
+            return ToolResult(f"<{self.tag}> was closed during an injected hang", ToolStatus.ERROR)
         return self.inner.run(call)
 
     def _garbage(self) -> str:
