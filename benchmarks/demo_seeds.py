@@ -3,8 +3,9 @@
 Runs ``arpo demo seed=S out_dir=OUT/<isa>-seed<S>`` for every seed and instruction set (a finished
 demo folder is reused, so an interrupted sweep continues), then prints per seed the held-out
 accuracy of SFT, ARPO and GRPO, the gains over SFT, the RL runs' training accuracy (first 5 steps
-→ last 10) and the wall time; then mean ± sd (min–max) over seeds, and writes ``OUT/summary.json``
-and ``OUT/training-accuracy.png`` (every seed's smoothed training-accuracy curve).
+→ last 10; of the initial samples, and for ARPO also of every leaf) and the wall time; then
+mean ± sd (min–max) over seeds, and writes ``OUT/summary.json`` and ``OUT/training-accuracy.png``
+(every seed's smoothed training-accuracy curve of the initial samples).
 
 ``avx2`` runs the demo with :data:`harness.SLOW_CPU_ENV`. Accuracies do not depend on the load of
 the machine (the computation is the same), so ``--jobs 2`` may run two demos at once; wall times
@@ -77,8 +78,8 @@ def main() -> None:
                     f"{100 * r['arpo_minus_sft']:+.1f}",
                     f"{100 * r['grpo_minus_sft']:+.1f}",
                     *(
-                        f"{100 * train[k]['start']:.0f} → {100 * train[k]['end']:.0f}"
-                        for k in ("arpo", "grpo")
+                        f"{100 * acc['start']:.0f} → {100 * acc['end']:.0f}"
+                        for acc in (train["arpo"], train["grpo"], train["arpo"]["all_leaves"])
                     ),
                     f"{r['total_wall_s']:.0f}",
                 ]
@@ -94,11 +95,12 @@ def main() -> None:
                 column(lambda r: r["arpo_minus_sft"]),
                 column(lambda r: r["grpo_minus_sft"]),
                 *(
-                    "gain "
-                    + column(
-                        lambda r, k=k: r["training_accuracy"][k]["end"] - r["training_accuracy"][k]["start"]
+                    "gain " + column(lambda r, get=get: get(r)["end"] - get(r)["start"])
+                    for get in (
+                        lambda r: r["training_accuracy"]["arpo"],
+                        lambda r: r["training_accuracy"]["grpo"],
+                        lambda r: r["training_accuracy"]["arpo"]["all_leaves"],
                     )
-                    for k in ("arpo", "grpo")
                 ),
                 column(lambda r: r["total_wall_s"], 1.0, 0),
             ]
@@ -115,6 +117,7 @@ def main() -> None:
                     "GRPO − SFT",
                     "ARPO train acc %",
                     "GRPO train acc %",
+                    "ARPO train acc, all leaves %",
                     "wall s",
                 ],
                 rows,

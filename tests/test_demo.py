@@ -28,6 +28,7 @@ SHORT = [
 RL_KEYS = {
     "reward/mean",
     "reward/accuracy",
+    "reward/accuracy_initial",
     "reward/format_ok",
     "rollout/trajectories",
     "rollout/branches_per_prompt",
@@ -74,6 +75,8 @@ def test_short_demo_end_to_end_then_resume(tmp_path):
         assert [m["step"] for m in lines] == [1, 2]
         assert all(set(m) >= RL_KEYS for m in lines), RL_KEYS - set(lines[0])
         assert all(m["rollout/trajectories"] == 8 for m in lines)
+        if run == "grpo":  # every leaf is an initial sample
+            assert all(m["reward/accuracy_initial"] == m["reward/accuracy"] for m in lines)
     assert "loss/sft" in json.loads((out / "sft" / "metrics.jsonl").read_text().splitlines()[-1])
     configs = {run: (out / run / "config.yaml").read_text() for run in ("arpo", "grpo")}
     assert "initial_rollouts: 2" in configs["arpo"] and "initial_rollouts: 4" in configs["grpo"]

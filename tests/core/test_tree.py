@@ -37,6 +37,12 @@ def test_trajectory_ids_are_the_concatenation_of_segments_and_mask_is_model_only
     assert trajs[(1, 2, 3, 20)].loss_mask == [0, 0, 0, 1]
 
 
+def test_a_trajectory_has_the_origin_of_its_deepest_started_node():
+    """A branch's path runs through the initial sample it forked from: its origin is the branch's."""
+    origins = {tuple(t.token_ids)[-1]: t.origin for t in build_tree().trajectories()}
+    assert origins == {12: Origin.INITIAL, 14: Origin.BRANCH, 20: Origin.INITIAL}
+
+
 def test_leaf_counts_say_how_many_trajectories_share_each_node():
     tree = build_tree()
     counts = tree.leaf_counts()

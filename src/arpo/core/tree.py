@@ -157,6 +157,12 @@ class Trajectory:
         return [node.tool_call for node in self.nodes if node.tool_call is not None]
 
     @property
+    def origin(self) -> Origin | None:
+        """How this path started: the deepest origin on it (a branch's path runs through the
+        initial sample it forked from, so the branch's own origin is the deeper one)."""
+        return next((node.origin for node in reversed(self.nodes) if node.origin is not None), None)
+
+    @property
     def finish_reason(self) -> FinishReason | None:
         return self.leaf.finish_reason
 

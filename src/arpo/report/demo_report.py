@@ -68,15 +68,20 @@ END_STEPS = 10
 
 def training_accuracy(run_dir: Path) -> dict[str, Any]:
     """Sampled training accuracy of an RL run: the mean over its first ``START_STEPS`` steps (the
-    policy has barely moved), over its last ``END_STEPS`` steps, and per step."""
-    curve = [m["reward/accuracy"] for m in read_metrics(run_dir) if m.get("reward/accuracy") is not None]
-    if not curve:
-        return {"start": None, "end": None, "per_step": []}
-    return {
-        "start": sum(curve[:START_STEPS]) / len(curve[:START_STEPS]),
-        "end": sum(curve[-END_STEPS:]) / len(curve[-END_STEPS:]),
-        "per_step": curve,
-    }
+    policy has barely moved), over its last ``END_STEPS`` steps, and per step — of the initial
+    samples (``reward/accuracy_initial``: independent draws from the policy, comparable between
+    ARPO and GRPO), and in ``all_leaves`` the same for every leaf of the trees
+    (``reward/accuracy``: ARPO's branches over-weight tool-using prefixes)."""
+    metrics = read_metrics(run_dir)
+
+    def summary(key: str) -> dict[str, Any]:
+        curve = [m[key] for m in metrics if m.get(key) is not None]
+        if not curve:
+            return {"start": None, "end": None, "per_step": []}
+        head, tail = curve[:START_STEPS], curve[-END_STEPS:]
+        return {"start": sum(head) / len(head), "end": sum(tail) / len(tail), "per_step": curve}
+
+    return {**summary("reward/accuracy_initial"), "all_leaves": summary("reward/accuracy")}
 
 
 def verdict_line(results: Mapping[str, Any]) -> str:
@@ -117,10 +122,12 @@ def write_demo_report(out: Path, config: Mapping[str, Any], results: Mapping[str
             ],
         ),
         Paragraph(
-            "Training accuracy (the RL rollouts' own samples at the rollout temperature; mean of the first "
-            f"{START_STEPS} steps → mean of the last {END_STEPS}): "
+            "Training accuracy (the RL rollouts' initial samples, independent draws from the policy at the "
+            f"rollout temperature; mean of the first {START_STEPS} steps → mean of the last {END_STEPS}; in "
+            "brackets every leaf of the trees, where ARPO's branches over-weight tool use): "
             + "; ".join(
-                f"{MODELS[name]} {_percent(acc['start'])} → {_percent(acc['end'])}"
+                f"{MODELS[name]} {_percent(acc['start'])} → {_percent(acc['end'])} "
+                f"({_percent(acc['all_leaves']['start'])} → {_percent(acc['all_leaves']['end'])})"
                 for name, acc in results["training_accuracy"].items()
             )
             + "."

@@ -49,7 +49,10 @@ PLOTS = (
         "Reward, accuracy and format-OK share per step",
         [
             ("mean reward", [("reward/mean", "")]),
-            ("accuracy (mean correctness)", [("reward/accuracy", "")]),
+            (
+                "accuracy (mean correctness)",
+                [("reward/accuracy", "all leaves"), ("reward/accuracy_initial", "initial samples")],
+            ),
             ("format OK", [("reward/format_ok", "")]),
         ],
     ),
@@ -89,6 +92,7 @@ PLOTS = (
 TABLE_KEYS = (
     "reward/mean",
     "reward/accuracy",
+    "reward/accuracy_initial",
     "reward/format_ok",
     "rollout/tool_calls_per_trajectory",
     "rollout/response_length_mean",

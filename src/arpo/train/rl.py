@@ -19,6 +19,12 @@ One training step (arXiv 2507.19849 §3; ARPO_REFERENCE.md §2 for the authors' 
    step;
 7. step the LR schedule (once per training step), log metrics, checkpoint every ``save_every``.
 
+Accuracy is logged twice: ``reward/accuracy`` over every leaf of the step's trees, and
+``reward/accuracy_initial`` over the N initial samples only. The initial samples are drawn from
+the policy independently, so their accuracy estimates the policy's own; ARPO's branches fork
+after tool results, so the all-leaf accuracy over-weights tool-using prefixes (with GRPO, N = M,
+the two are equal).
+
 Tool faults do not stop a step: every call returns a result (:class:`arpo.tools.ToolBox`), and
 the step's tool calls are counted by status in ``rollout/tool_ok``, ``rollout/tool_error``,
 ``rollout/tool_timeout`` and ``rollout/tool_limit`` (each call of a tree once).
@@ -60,7 +66,7 @@ from arpo.core.advantage import (
 from arpo.core.logits import PolicyView, tokenizer_vocab_size
 from arpo.core.loss import PolicyLossConfig, policy_loss
 from arpo.core.rewards import RewardInput, RewardResult
-from arpo.core.tree import RolloutTree
+from arpo.core.tree import Origin, RolloutTree
 from arpo.engines.factory import build_generator
 from arpo.rollout import ArpoRollout, RolloutConfig
 from arpo.tasks.prompts import render_prompt
@@ -212,10 +218,16 @@ class RLTrainer(TrainLoop):
                 rows_by_group.setdefault(g, []).append(len(rows))
                 rows.append(LearnerRow(traj.token_ids, tokens.weights, tokens.advantages, group=g))
         flat = [r for g in groups for r in g]
+        initial = [
+            result.correctness
+            for result, traj in zip(results, (t for tree in trees for t in tree.trajectories()), strict=True)
+            if traj.origin is Origin.INITIAL
+        ]
         metrics = {
             "reward/mean": statistics.fmean(flat),
             "reward/std": statistics.pstdev(flat),
             "reward/accuracy": statistics.fmean(r.correctness for r in results),
+            "reward/accuracy_initial": statistics.fmean(initial),
             "reward/format_ok": statistics.fmean(float(r.format_ok) for r in results),
             "reward/groups_kept": float(len(kept)),
         }
