@@ -26,6 +26,7 @@ and the others then reuse it; ``run_dir`` must be on a file system that every pr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,8 +233,14 @@ def run_sft(
 
 
 def run_rl(
-    config: RLJobConfig, *, resume: bool = False, console: Console | None = None
+    config: RLJobConfig,
+    *,
+    resume: bool = False,
+    console: Console | None = None,
+    on_step: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
+    """Run (or, with ``resume``, continue) an RL job; returns the metrics of the steps run.
+    ``on_step(step, metrics)`` is called after each step (e.g. by benchmarks/soak.py)."""
     run_dir, checkpoint, env, policy_config = _open_run(config, resume, console)
     model, tokenizer = load_policy(policy_config, checkpoint)
     reference = None
@@ -253,7 +260,7 @@ def run_rl(
         )
         if checkpoint is not None:
             trainer.resume(checkpoint)
-        history = trainer.train()
+        history = trainer.train(on_step)
         if trainer.accelerator.is_main_process:
             write_run_report(run_dir)
         return history
