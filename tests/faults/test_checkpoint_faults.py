@@ -144,6 +144,13 @@ def test_no_intact_checkpoint_is_a_clear_error(two_checkpoints):
     assert f"; {second.parent}: {second} has " in message
 
 
+def test_after_a_fallback_the_next_write_removes_the_damaged_newer_checkpoint(two_checkpoints, tokenizer):
+    truncate(checkpoint_dir(two_checkpoints, 2) / STATE_FILE)
+    assert newest_intact_checkpoint(two_checkpoints) == checkpoint_dir(two_checkpoints, 1)
+    save_checkpoint(two_checkpoints, 1, build_tiny_llama(tokenizer, seed=0), tokenizer, {"step": 1}, keep=2)
+    assert list_checkpoints(two_checkpoints) == [checkpoint_dir(two_checkpoints, 1)]
+
+
 def test_a_checkpoint_without_a_manifest_is_accepted_with_a_warning(two_checkpoints, caplog):
     (checkpoint_dir(two_checkpoints, 2) / MANIFEST_FILE).unlink()
     assert newest_intact_checkpoint(two_checkpoints) == checkpoint_dir(two_checkpoints, 2)
