@@ -102,17 +102,17 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
         )
         return None
     try:
-        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
-    except (ValueError, KeyError, TypeError) as exc:
+        listed = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        files = {name: (int(entry["size"]), str(entry["sha256"])) for name, entry in listed.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return f"{manifest} is unreadable ({type(exc).__name__}: {exc})"
-    for name, expected in files.items():
+    for name, (size, sha256) in files.items():
         path = Path(checkpoint) / name
         if not path.is_file():
             return f"{path} is missing"
-        size = path.stat().st_size
-        if size != expected["size"]:
-            return f"{path} has {size} bytes, the manifest says {expected['size']}"
-        if _sha256(path) != expected["sha256"]:
+        if path.stat().st_size != size:
+            return f"{path} has {path.stat().st_size} bytes, the manifest says {size}"
+        if _sha256(path) != sha256:
             return f"{path} does not match its SHA-256 in the manifest"
     return None
 
