@@ -214,3 +214,6 @@ def test_closing_the_tool_stops_its_sandbox_server() -> None:
     assert tool.runner.server_pid is None
     with pytest.raises(ChildProcessError):  # already reaped by close(): no zombie, no process
         os.waitpid(server, os.WNOHANG)
+    with pytest.raises(RuntimeError, match="the python tool was closed"):  # and no new server starts
+        tool.run("print(2)")
+    assert tool.runner.server_pid is None

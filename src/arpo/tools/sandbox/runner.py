@@ -116,8 +116,10 @@ class SandboxRunner:
         self._active: set[int] = set()
         self._lock = threading.Lock()
         self._server: _Server | None = None
+        self._closed = False
 
     def run(self, code: str) -> SandboxRun:
+        """Run ``code`` in a fresh sandboxed process; raises RuntimeError once :meth:`close` was called."""
         if self.isolation == ISOLATION_GUARD:
             with tempfile.TemporaryDirectory(prefix="arpo-python-") as workdir:
                 return self._run(code, workdir)
@@ -130,7 +132,9 @@ class SandboxRunner:
         return server.process.pid if server is not None and server.alive() else None
 
     def close(self) -> None:
+        """Kill the running calls and stop the server; later calls raise (no server is restarted)."""
         with self._lock:
+            self._closed = True
             active, server, self._server = list(self._active), self._server, None
         for pid in active:
             _kill_group(pid)
@@ -172,6 +176,8 @@ class SandboxRunner:
         """Hand a call to the server (restarting it once if it died); the call's launcher is running."""
         for attempt in range(2):
             with self._lock:
+                if self._closed:
+                    raise RuntimeError("the python tool was closed: it runs no more code")
                 if self._server is None or not self._server.alive():
                     if self._server is not None:
                         self._server.close()
