@@ -105,13 +105,22 @@ def test_each_call_gets_a_fresh_working_directory_that_is_removed(isolation: str
     second = tool.run("import os\nsorted(os.listdir('.'))")
     tool.close()
     workdir, listing = first.text.splitlines()
-    assert listing == "['note.txt']"
-    assert second.text == "[]"
+    # namespaces mode: an interpreter prefix under /tmp (a virtualenv in a temporary clone) is
+    # bound read-only inside the working directory
+    shown = [] if isolation == "guard" else prefix_folders_under_tmp()
+    assert listing == str(sorted(["note.txt", *shown]))
+    assert second.text == str(shown)
     if isolation == "guard":  # a host folder, removed after the call
         assert not os.path.exists(workdir)
     else:  # the sandbox's own tmpfs: nothing of it on the host
         assert workdir == "/tmp"
         assert not os.path.exists("/tmp/note.txt")
+
+
+def prefix_folders_under_tmp() -> list[str]:
+    """Top-level folders of ``/tmp`` holding one of the interpreter's prefixes, sorted."""
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    return sorted({p.split("/")[2] for p in prefixes if p.startswith("/tmp/")})
 
 
 def test_no_state_is_kept_between_calls(tool: PythonTool) -> None:

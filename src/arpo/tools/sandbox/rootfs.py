@@ -22,6 +22,8 @@ the interpreter's prefixes                      read-only, at their host paths: 
 ``/tmp``                                        the working directory (also ``HOME`` and
                                                 ``TMPDIR``): a fresh tmpfs of ``workdir_bytes``,
                                                 the only writable place besides ``/dev/shm``
+                                                (a prefix under ``/tmp`` is bound inside it,
+                                                read-only)
 ``/dev``                                        ``null``, ``zero``, ``full``, ``random``,
                                                 ``urandom``, ``fd``/``stdin``/``stdout``/``stderr``
                                                 links, a fresh ``shm`` tmpfs
@@ -125,6 +127,11 @@ def build_root(workdir_bytes: int, sandbox_uid: int | None) -> None:
     flags = namespaces.MS_NOSUID | namespaces.MS_NODEV
     namespaces.mount("tmpfs", STAGING, "tmpfs", flags, "size=1m,mode=0755")
     root = STAGING
+    # The working directory first: a prefix under /tmp (a virtualenv in a temporary clone) is then
+    # bound inside it, read-only, instead of being covered by it.
+    os.makedirs(root + WORKDIR, mode=0o755, exist_ok=True)
+    owner = f",uid={sandbox_uid},gid={sandbox_uid}" if sandbox_uid is not None else ""
+    namespaces.mount("tmpfs", root + WORKDIR, "tmpfs", flags, f"size={workdir_bytes},mode=0700{owner}")
     for source in sources:
         _place(source, root)
     _write_identity(root, sandbox_uid)
@@ -138,9 +145,6 @@ def build_root(workdir_bytes: int, sandbox_uid: int | None) -> None:
         os.symlink(target, f"{root}/dev/{name}")
     os.mkdir(root + "/dev/shm")
     namespaces.mount("tmpfs", root + "/dev/shm", "tmpfs", flags, "size=64m,mode=1777")
-    os.makedirs(root + WORKDIR, mode=0o755, exist_ok=True)
-    owner = f",uid={sandbox_uid},gid={sandbox_uid}" if sandbox_uid is not None else ""
-    namespaces.mount("tmpfs", root + WORKDIR, "tmpfs", flags, f"size={workdir_bytes},mode=0700{owner}")
     os.mkdir(root + "/proc", 0o555)
     namespaces.mount_proc(root + "/proc")
     os.chdir(root)
