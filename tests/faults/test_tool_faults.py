@@ -86,20 +86,24 @@ def fault_config(steps: int) -> RLConfig:
     )
 
 
+def tool_caller_trainer(steps: int, tool_caller, tokenizer, tools: ToolBox, run_dir: Path) -> RLTrainer:
+    """An RL trainer of a copy of the tool-calling model on the arithmetic tasks, with ``tools``."""
+    return RLTrainer(
+        fault_config(steps),
+        copy.deepcopy(tool_caller),
+        tokenizer,
+        arithmetic_tasks(),
+        tools,
+        count_ones,
+        run_dir,
+    )
+
+
 def test_a_hung_tool_in_training_times_out_and_is_counted(tool_caller, tokenizer, tmp_path):
     hung = HangTool("calc")
     try:
         with ToolBox([hung], timeout_s=0.3) as tools:
-            trainer = RLTrainer(
-                fault_config(1),
-                copy.deepcopy(tool_caller),
-                tokenizer,
-                arithmetic_tasks(),
-                tools,
-                count_ones,
-                tmp_path,
-            )
-            (metrics,) = trainer.train()
+            (metrics,) = tool_caller_trainer(1, tool_caller, tokenizer, tools, tmp_path).train()
             abandoned = tools.metrics()["abandoned"]
     finally:
         hung.release.set()
@@ -153,16 +157,7 @@ def test_the_search_api_going_down_mid_run_gives_errors_after_bounded_retries(
                 db.execute("DELETE FROM results")
 
     with ToolBox([SearchTool(backend, tag="calc")]) as tools:  # the model calls <calc>: search answers
-        trainer = RLTrainer(
-            fault_config(3),
-            copy.deepcopy(tool_caller),
-            tokenizer,
-            arithmetic_tasks(),
-            tools,
-            count_ones,
-            tmp_path,
-        )
-        history = trainer.train(take_the_api_down)
+        history = tool_caller_trainer(3, tool_caller, tokenizer, tools, tmp_path).train(take_the_api_down)
         counters = tools.metrics()
         late = tools.run("calc", "another query")
     up, *down = history
@@ -224,16 +219,7 @@ def test_the_same_seed_injects_the_same_faults():
 def test_garbage_tool_output_is_plain_text_to_the_rollout(tool_caller, tokenizer, tmp_path):
     garbage = FaultyTool(Calculator(), rate=1.0, kinds=("garbage",))
     with ToolBox([garbage]) as tools:
-        trainer = RLTrainer(
-            fault_config(1),
-            copy.deepcopy(tool_caller),
-            tokenizer,
-            arithmetic_tasks(),
-            tools,
-            count_ones,
-            tmp_path,
-        )
-        (metrics,) = trainer.train()
+        (metrics,) = tool_caller_trainer(1, tool_caller, tokenizer, tools, tmp_path).train()
         injected = tools.metrics()["calc/injected_garbage"]
     assert injected > 0 and metrics["rollout/tool_ok"] == injected
     assert metrics["train/skipped_updates"] == 0 and metrics["grad_norm"] > 0
