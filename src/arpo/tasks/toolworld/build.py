@@ -34,13 +34,12 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from arpo.core.rewards import HierarchicalReward
 from arpo.tasks.layouts import FieldMap
 from arpo.tasks.loaders import DatasetConfig, load_tasks
 from arpo.tasks.record import Task
 from arpo.tasks.toolworld.config import ToolworldConfig
 from arpo.tasks.toolworld.corpus import corpus_rows
-from arpo.tasks.toolworld.demos import Demo
+from arpo.tasks.toolworld.demos import Demo, check_demos
 from arpo.tasks.toolworld.families import ToolworldTask, generate_tasks, task_from_row
 from arpo.tasks.toolworld.jsonl import read_jsonl, write_jsonl
 from arpo.tasks.toolworld.knowledge import World, build_world
@@ -225,20 +224,6 @@ def choose_behaviours(
             f"{list(config.imperfect_kinds)} on these families: add kinds or lower imperfect_demo_share"
         )
     return behaviours
-
-
-def check_demos(demos: list[Demo]) -> None:
-    """Raise RuntimeError unless every perfect demonstration scores correctness 1 and every
-    flawed one passes the format gate with correctness 0."""
-    reward = HierarchicalReward()
-    for demo in demos:
-        result = reward(demo.reward_input())
-        expected = 1.0 if demo.kind == "perfect" else 0.0
-        if not result.format_ok or result.correctness != expected:
-            raise RuntimeError(
-                f"demonstration of {demo.task.id} ({demo.kind}) scored correctness {result.correctness} "
-                f"(format error: {result.format_error}), expected {expected}; response: {demo.response()!r}"
-            )
 
 
 def tokenizer_texts(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from arpo.core.answer_format import FormatSpec
-from arpo.core.rewards import RewardInput
+from arpo.core.rewards import HierarchicalReward, RewardInput
 from arpo.core.tree import FinishReason, Origin, RolloutTree, ToolCall
 from arpo.tasks.prompts import render_prompt
 from arpo.tasks.record import ChatMessage, Task
@@ -94,6 +94,20 @@ class Demo:
 def load_demos(path: str | Path) -> list[Demo]:
     """The demonstrations of a ``demos.jsonl`` file; a bad line raises ValueError naming it."""
     return read_jsonl(path, Demo.from_row, "a demonstration row")
+
+
+def check_demos(demos: list[Demo], reward: HierarchicalReward | None = None) -> None:
+    """Raise RuntimeError unless every perfect demonstration scores correctness 1 and every
+    flawed one passes the format gate with correctness 0 (``reward``: default the default reward)."""
+    reward = reward or HierarchicalReward()
+    for demo in demos:
+        result = reward(demo.reward_input())
+        expected = 1.0 if demo.kind == "perfect" else 0.0
+        if not result.format_ok or result.correctness != expected:
+            raise RuntimeError(
+                f"demonstration of {demo.task.id} ({demo.kind}) scored correctness {result.correctness} "
+                f"(format error: {result.format_error}), expected {expected}; response: {demo.response()!r}"
+            )
 
 
 def demo_tree(demo: Demo, tokenizer: Any, result_template: str = DEFAULT_RESULT_TEMPLATE) -> RolloutTree:
