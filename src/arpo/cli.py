@@ -267,5 +267,59 @@ def data_gsm8k_sample(
     console.print(f"[green]wrote[/green] {n} problems to {path}")
 
 
+@data_app.command("gsm8k-demos")
+def data_gsm8k_demos(
+    source: Annotated[
+        Path,
+        typer.Option("--in", "-i", help="GSM8K-format JSONL or Parquet file.", exists=True, dir_okay=False),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="JSONL file of demonstrations to write.", dir_okay=False)
+    ],
+    flawed_share: Annotated[
+        float, typer.Option("--flawed-share", min=0.0, max=1.0, help="Share of demonstrations with a flaw.")
+    ] = 0.0,
+    flawed_kinds: Annotated[
+        str | None,
+        typer.Option(
+            "--flawed-kinds",
+            help="Comma-separated flaws to draw from: no_tool, wrong_arithmetic, skip_last_step, "
+            "wrong_operand (docs/gsm8k.md); default: all.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the flawed choice: same seed, same file.")] = 0,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Convert only the first N rows.")
+    ] = None,
+    system_prompt_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--system-prompt-file",
+            exists=True,
+            dir_okay=False,
+            help="Text file: the system prompt of every demo.",
+        ),
+    ] = None,
+) -> None:
+    """Turn GSM8K-format solutions into python-tool demonstrations for SFT (each <<a*b=c>> runs in the sandbox)."""
+    from arpo.tasks.gsm8k_demos import FLAW_KINDS, convert_gsm8k, write_demos
+
+    kinds = FLAW_KINDS if flawed_kinds is None else [k.strip() for k in flawed_kinds.split(",") if k.strip()]
+    try:
+        conversion = convert_gsm8k(
+            source,
+            flawed_share=flawed_share,
+            flawed_kinds=kinds,
+            seed=seed,
+            limit=limit,
+            system_prompt=system_prompt_file.read_text(encoding="utf-8") if system_prompt_file else None,
+            progress=True,
+        )
+    except ValueError as exc:  # TaskLoadError is a ValueError
+        raise _fail(exc) from None
+    path = write_demos(conversion.demos, out)
+    _plain(f"wrote {conversion.summary()} to {path}")
+
+
 if __name__ == "__main__":
     app()
