@@ -8,10 +8,11 @@ import pytest
 import torch
 from tokenizers import processors
 
+from arpo.core.answer_format import extract_call
 from arpo.core.tree import FinishReason, Origin, Role
 from arpo.engines.hf import HFGenerator
 from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
-from arpo.rollout import ArpoRollout, RolloutConfig, TokenCodec, _extract_call
+from arpo.rollout import ArpoRollout, RolloutConfig, TokenCodec
 from arpo.tools import Calculator, Tool, ToolBox, ToolResult
 from tests.conftest import train_tool_caller
 
@@ -260,10 +261,10 @@ def test_every_trajectory_respects_the_response_budget(model, tokenizer, prompts
 
 
 def test_malformed_calls_are_reported_not_run(model, tokenizer, prompts):
-    assert _extract_call("think<calc>1+2</calc>", "calc") == "1+2"
-    assert _extract_call("<calc>9</calc> <calc>1+2</calc>", "calc") == "9"
-    assert _extract_call("a <calc>x<calc>3*3</calc>", "calc") == "3*3"
-    assert _extract_call("no open tag</calc>", "calc") is None
+    assert extract_call("think<calc>1+2</calc>", "calc") == "1+2"
+    assert extract_call("<calc>9</calc> <calc>1+2</calc>", "calc") == "9"
+    assert extract_call("a <calc>x<calc>3*3</calc>", "calc") == "3*3"
+    assert extract_call("no open tag</calc>", "calc") is None
     batch = rollout(model, tokenizer, prompts, make_config(rollouts_per_prompt=8, initial_rollouts=8))
     seen = 0
     for tree in batch.trees:

@@ -46,6 +46,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from arpo.core.answer_format import extract_call
 from arpo.core.branching import BranchingConfig, branch_score, copies_to_fork, should_branch
 from arpo.core.entropy import normalised_window_mean
 from arpo.core.tree import BranchDecision, FinishReason, Node, Origin, Role, RolloutTree, ToolCall
@@ -201,7 +202,7 @@ class ArpoRollout:
                 self._finish(path, FinishReason.LENGTH)
             else:
                 tag = self._close_tags[out.stop_string or ""]
-                calls.append((path, tag, _extract_call(self.codec.decode(path.node.token_ids), tag)))
+                calls.append((path, tag, extract_call(self.codec.decode(path.node.token_ids), tag)))
         results = self._run_calls(calls)
         still = [
             path
@@ -270,13 +271,6 @@ class ArpoRollout:
     def _finish(self, path: _Path, reason: FinishReason) -> None:
         path.node.finish_reason = reason
         self.generator.release(path.handle)
-
-
-def _extract_call(segment_text: str, tag: str) -> str | None:
-    """Text between the last ``<tag>`` and the first ``</tag>`` of a segment; None without ``<tag>``."""
-    head = segment_text.split(f"</{tag}>", 1)[0]
-    start = head.rfind(f"<{tag}>")
-    return None if start < 0 else head[start + len(tag) + 2 :]
 
 
 def _response_length(node: Node) -> int:

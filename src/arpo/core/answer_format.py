@@ -99,6 +99,14 @@ def check_format(response: str, spec: FormatSpec, finish_reason: str = "answer")
         return FormatCheck(answer=None, error=str(violation))
 
 
+def extract_call(segment_text: str, tag: str) -> str | None:
+    """The call in a model segment that stopped at ``</tag>``: the text between the last ``<tag>``
+    and the first ``</tag>``; None without ``<tag>`` (a malformed call)."""
+    head = segment_text.split(f"</{tag}>", 1)[0]
+    start = head.rfind(f"<{tag}>")
+    return None if start < 0 else head[start + len(tag) + 2 :]
+
+
 def last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{…}`` in ``text`` with balanced braces, or None if there is none."""
     for match in reversed(list(_BOXED.finditer(text))):
