@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from arpo.core.rewards import AnswerType
 from arpo.tasks.errors import TaskLoadError
-from arpo.tasks.record import ChatMessage, Task, TaskFieldError
+from arpo.tasks.record import ROLES, ChatMessage, Task, TaskFieldError
 
 SPLIT_STEMS = frozenset({"train", "test", "valid", "validation", "dev"})
 
@@ -86,7 +86,7 @@ class FieldMap(BaseModel):
         self, data: Mapping[str, Any], *, path: str, row_number: int, default_source: str
     ) -> Task:
         """The task in row ``data``; raises TaskLoadError naming ``path``, ``row_number`` and the field."""
-        row = _Row(data, path, row_number)
+        row = RowReader(data, path, row_number)
         source = self.source or (row.text(self.source_field) if self.source_field else default_source)
         try:
             return Task(
@@ -100,27 +100,16 @@ class FieldMap(BaseModel):
             task_fields = {"prompt": self.prompt or self.question, "ground_truths": self.answer}
             raise row.error(task_fields.get(error.field, error.field), error.problem) from None
 
-    def _prompt(self, row: _Row) -> tuple[ChatMessage, ...]:
+    def _prompt(self, row: RowReader) -> tuple[ChatMessage, ...]:
         if self.question is not None:
             question = row.get(self.question)
             if not isinstance(question, str):
                 raise row.error(self.question, f"expected a string, got {type(question).__name__}")
             return (ChatMessage("user", question),)
         assert self.prompt is not None
-        messages = row.get(self.prompt)
-        if not isinstance(messages, list):
-            raise row.error(
-                self.prompt, f"expected a list of {{role, content}} messages, got {type(messages).__name__}"
-            )
-        for index, message in enumerate(messages):
-            if not (
-                isinstance(message, dict)
-                and all(isinstance(message.get(k), str) for k in ("role", "content"))
-            ):
-                raise row.error(f"{self.prompt}[{index}]", "expected {role: string, content: string}")
-        return tuple(ChatMessage(message["role"], message["content"]) for message in messages)
+        return row.chat_messages(self.prompt)
 
-    def _ground_truths(self, row: _Row) -> tuple[str, ...]:
+    def _ground_truths(self, row: RowReader) -> tuple[str, ...]:
         value = row.get(self.answer)
         aliases = value if isinstance(value, list) else [value]
         texts = []
@@ -138,7 +127,7 @@ class FieldMap(BaseModel):
             texts.append(text.strip())
         return tuple(texts)
 
-    def _answer_type(self, row: _Row) -> AnswerType:
+    def _answer_type(self, row: RowReader) -> AnswerType:
         if self.answer_type is not None:
             return self.answer_type
         assert self.answer_type_field is not None
@@ -150,7 +139,7 @@ class FieldMap(BaseModel):
 
 
 @dataclass(frozen=True)
-class _Row:
+class RowReader:
     """One raw row with where it came from, to read fields and to build errors that name them."""
 
     data: Mapping[str, Any]
@@ -168,6 +157,26 @@ class _Row:
                 raise self.error(field, "missing or null")
             value = value[part]
         return value
+
+    def chat_messages(self, field: str) -> tuple[ChatMessage, ...]:
+        """The ``[{role, content}]`` list at ``field`` (roles: system, user, assistant)."""
+        messages = self.get(field)
+        if not isinstance(messages, list):
+            raise self.error(
+                field, f"expected a list of {{role, content}} messages, got {type(messages).__name__}"
+            )
+        for index, message in enumerate(messages):
+            if not (
+                isinstance(message, dict)
+                and all(isinstance(message.get(k), str) for k in ("role", "content"))
+            ):
+                raise self.error(f"{field}[{index}]", "expected {role: string, content: string}")
+            if message["role"] not in ROLES:
+                raise self.error(
+                    f"{field}[{index}].role",
+                    f"unknown role {message['role']!r}; expected one of {list(ROLES)}",
+                )
+        return tuple(ChatMessage(message["role"], message["content"]) for message in messages)
 
     def text(self, field: str) -> str:
         """A string or integer field as text (ids, source names)."""

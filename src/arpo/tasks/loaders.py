@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -23,10 +24,11 @@ from arpo.tasks.readers import FileFormat, Row, read_rows, resolve_format
 from arpo.tasks.record import Task
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-class DatasetConfig(BaseModel):
-    """Where a data set is and how its rows map to tasks."""
+class DataFileConfig(BaseModel):
+    """Where a data set is, which rows to take and what to do with a bad row."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -35,15 +37,20 @@ class DatasetConfig(BaseModel):
         "hub name (needs network)."
     )
     format: FileFormat | Literal["auto"] = Field("auto", description="Storage format; auto: by suffix.")
+    split: str = Field("train", description="Split of a Hugging Face data set.")
+    limit: int | None = Field(None, ge=1, description="Keep only the first this many rows that load.")
+    on_invalid_row: Literal["error", "skip"] = Field(
+        "error", description="error: a bad row stops the load; skip: log it and leave it out."
+    )
+
+
+class DatasetConfig(DataFileConfig):
+    """Where a data set of tasks is and how its rows map to tasks."""
+
     layout: str | FieldMap = Field(
         "auto",
         description=f"'auto', a built-in layout ({', '.join(BUILTIN_LAYOUTS)}) or a field map "
         "{question|prompt, answer, answer_type|answer_type_field, ...}.",
-    )
-    split: str = Field("train", description="Split of a Hugging Face data set.")
-    limit: int | None = Field(None, ge=1, description="Keep only the first this many tasks.")
-    on_invalid_row: Literal["error", "skip"] = Field(
-        "error", description="error: a bad row stops the load; skip: log it and leave it out."
     )
 
     @field_validator("layout")
@@ -56,28 +63,30 @@ class DatasetConfig(BaseModel):
         return layout
 
 
-def load_tasks(config: DatasetConfig, system_prompt: str | None = None) -> list[Task]:
-    """The tasks of a data set; ``system_prompt``, when given, replaces each prompt's system messages."""
+RowConverter = Callable[[int, Row], T | None]
+"""``(row number, row) → item``, or None for a valid row the caller leaves out (a filter); raises
+TaskLoadError for a bad row."""
+
+
+def load_rows(
+    config: DataFileConfig, converter_for: Callable[[Row | TaskLoadError], RowConverter[T]], what: str
+) -> list[T]:
+    """The ``what`` (e.g. tasks) in a data set's rows, with the policy on bad rows of the module
+    docstring and ``config.limit``; ``converter_for(first row)`` picks the row converter once
+    (e.g. by the layout the first row shows)."""
     path = config.path
     rows = read_rows(path, resolve_format(path, config.format), config.split)
     first = next(rows, None)
     if first is None:
         raise TaskLoadError(path, "no rows")
-    layout = _layout(config.layout, path, first[1])
-    source = dataset_name(path)
-    tasks: list[Task] = []
-    first_row_of_id: dict[tuple[str, str], int] = {}
-    skipped = 0
+    convert = converter_for(first[1])
+    items: list[T] = []
+    skipped = filtered = 0
     for number, row in itertools.chain([first], rows):
         try:
             if isinstance(row, TaskLoadError):
                 raise row
-            task = layout.task_from_row(row, path=path, row_number=number, default_source=source)
-            earlier = first_row_of_id.setdefault((task.source, task.id), number)
-            if earlier != number:
-                raise TaskLoadError(
-                    path, f"duplicate id {task.id!r} (first at row {earlier})", number, layout.id
-                )
+            item = convert(number, row)
         except TaskLoadError as error:
             if config.on_invalid_row == "error":
                 hint = " (on_invalid_row='skip' leaves such rows out)"
@@ -85,14 +94,41 @@ def load_tasks(config: DatasetConfig, system_prompt: str | None = None) -> list[
             logger.warning("skipping invalid row: %s", error)
             skipped += 1
             continue
-        tasks.append(task if system_prompt is None else task.with_system_prompt(system_prompt))
-        if config.limit is not None and len(tasks) == config.limit:
+        if item is None:
+            filtered += 1
+            continue
+        items.append(item)
+        if config.limit is not None and len(items) == config.limit:
             break
     if skipped:
-        logger.warning("%s: skipped %d invalid rows, loaded %d tasks", path, skipped, len(tasks))
-    if not tasks:
-        raise TaskLoadError(path, "no valid rows")
-    return tasks
+        logger.warning("%s: skipped %d invalid rows, loaded %d %s", path, skipped, len(items), what)
+    if not items:
+        raise TaskLoadError(
+            path, "no valid rows" + (f" ({filtered} left out by the filter)" if filtered else "")
+        )
+    return items
+
+
+def load_tasks(config: DatasetConfig, system_prompt: str | None = None) -> list[Task]:
+    """The tasks of a data set; ``system_prompt``, when given, replaces each prompt's system messages."""
+    path, source = config.path, dataset_name(config.path)
+
+    def converter_for(first_row: Row | TaskLoadError) -> RowConverter[Task]:
+        layout = _layout(config.layout, path, first_row)
+        first_row_of_id: dict[tuple[str, str], int] = {}
+
+        def convert(number: int, row: Row) -> Task:
+            task = layout.task_from_row(row, path=path, row_number=number, default_source=source)
+            earlier = first_row_of_id.setdefault((task.source, task.id), number)
+            if earlier != number:
+                raise TaskLoadError(
+                    path, f"duplicate id {task.id!r} (first at row {earlier})", number, layout.id
+                )
+            return task if system_prompt is None else task.with_system_prompt(system_prompt)
+
+        return convert
+
+    return load_rows(config, converter_for, "tasks")
 
 
 def _layout(layout: str | FieldMap, path: str, first_row: Row | TaskLoadError) -> FieldMap:

@@ -36,6 +36,16 @@ class ChatMessage:
     content: str
 
 
+def with_system_message(prompt: Sequence[ChatMessage], text: str) -> tuple[ChatMessage, ...]:
+    """``prompt`` with its system messages replaced by one system message ``text`` first."""
+    return (ChatMessage("system", text), *(message for message in prompt if message.role != "system"))
+
+
+def chat_dicts(prompt: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    """``prompt`` as ``[{"role", "content"}]`` for ``tokenizer.apply_chat_template``."""
+    return [{"role": message.role, "content": message.content} for message in prompt]
+
+
 @dataclass(frozen=True)
 class Task:
     """A prompt and its verifiable answer.
@@ -79,12 +89,11 @@ class Task:
 
     def chat(self) -> list[dict[str, str]]:
         """The prompt as ``[{"role", "content"}]`` for ``tokenizer.apply_chat_template``."""
-        return [{"role": message.role, "content": message.content} for message in self.prompt]
+        return chat_dicts(self.prompt)
 
     def with_system_prompt(self, text: str) -> Task:
         """This task with its system messages replaced by one system message ``text`` first."""
-        kept = tuple(message for message in self.prompt if message.role != "system")
-        return dataclasses.replace(self, prompt=(ChatMessage("system", text), *kept))
+        return dataclasses.replace(self, prompt=with_system_message(self.prompt, text))
 
     def reward_input(
         self, response: str, tool_calls: Sequence[str], finish_reason: str = "answer"
