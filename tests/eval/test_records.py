@@ -32,6 +32,8 @@ RECORD_FIELDS = {
     "reward",
     "tokens",
     "judge",
+    "prompt_messages",
+    "segments",
 }
 
 
@@ -44,6 +46,9 @@ def test_record_of_a_perfect_demonstration(toolworld, toolworld_tokenizer):
     data = record.to_dict()
     assert set(data) == RECORD_FIELDS
     assert data["response"] == demo.response()
+    assert data["prompt_messages"] == demo.task.chat()
+    assert "".join(segment["text"] for segment in data["segments"]) == data["response"]
+    assert [s["role"] for s in data["segments"]] == [s.role for s in demo.segments]
     assert data["prompt"].endswith("<|assistant|>") and demo.task.question in data["prompt"]
     assert data["answer"] == demo.task.ground_truths[0]
     assert data["score"] == 1.0 and data["correct"] and data["format_ok"] and data["format_error"] is None

@@ -6,15 +6,14 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
-from collections.abc import Sequence
 from itertools import groupby
 
 import pytest
+from tests.replay import ReplayGenerator
 from transformers import PreTrainedTokenizerFast
 
 from arpo.core.rewards import HierarchicalReward
 from arpo.core.tree import FinishReason
-from arpo.engines.base import Continuation, GeneratorStats, SamplingParams
 from arpo.rollout import ArpoRollout, RolloutConfig
 from arpo.tasks.prompts import render_prompt
 from arpo.tasks.toolworld import (
@@ -104,58 +103,6 @@ def test_each_imperfect_kind_shows_its_flaw(toolworld: ToolworldPaths) -> None:
                 assert calls == wanted[:1] and len(wanted) > 1
             elif kind == "skip_python":
                 assert calls == wanted[:-1] and wanted[-1] == "python"
-
-
-class ReplayGenerator:
-    """A generator that writes the given model segments, one per ``generate`` call, with zero
-    log-probs and entropies; everything else is left to the real rollout loop."""
-
-    vocab_size = 1024
-
-    def __init__(self, segments: list[list[int]], tokenizer: PreTrainedTokenizerFast) -> None:
-        self.segments, self.tokenizer, self.stats = segments, tokenizer, GeneratorStats()
-        self.paths: dict[int, list[int]] = {}
-        self.turn: dict[int, int] = {}
-
-    def seed(self, seed: int) -> None:
-        pass
-
-    def add_path(self, token_ids: Sequence[int]) -> int:
-        self.paths[len(self.paths)] = list(token_ids)
-        self.turn[len(self.paths) - 1] = 0
-        return len(self.paths) - 1
-
-    def prefill(self, paths: Sequence[int]) -> None:
-        pass
-
-    def fork(self, path: int, at: int) -> int:
-        return self.add_path(self.paths[path][:at])
-
-    def extend(self, path: int, token_ids: Sequence[int]) -> None:
-        self.paths[path].extend(token_ids)
-
-    def generate(
-        self,
-        paths: Sequence[int],
-        max_new_tokens: Sequence[int],
-        sampling: SamplingParams,
-        stop_strings: Sequence[str],
-    ) -> list[Continuation]:
-        out = []
-        for path in paths:
-            ids = self.segments[self.turn[path]]
-            self.turn[path] += 1
-            self.paths[path].extend(ids)
-            text = self.tokenizer.decode(ids)
-            stop = next(s for s in stop_strings if text.endswith(s))
-            out.append(Continuation(ids, [0.0] * len(ids), [0.0] * len(ids), "stop", stop))
-        return out
-
-    def length(self, path: int) -> int:
-        return len(self.paths[path])
-
-    def release(self, path: int) -> None:
-        pass
 
 
 def test_demonstration_ids_and_masks_equal_a_real_rollout_of_the_same_text(

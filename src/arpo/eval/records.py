@@ -56,6 +56,12 @@ class SampleRecord:
     tokens: TokenCounts
     judge: dict[str, Any] | None = field(default=None)
     """The LLM judge's verdict when a judge is configured: ``{"correct", "error", "reply"}``."""
+    prompt_messages: list[dict[str, str]] = field(default_factory=list)
+    """The task's chat messages, as rendered into ``prompt``."""
+    segments: list[dict[str, str]] = field(default_factory=list)
+    """The response node by node, ``{role: model|tool, text}``, each decoded on its own without
+    special tokens (a tool segment's text is the wrapped result the model saw): what ``arpo sft``
+    re-splits exactly for rejection-sampling fine-tuning (:mod:`arpo.tasks.demonstrations.rows`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,4 +116,9 @@ def make_record(
             model=by_role[Role.MODEL],
             tool=by_role[Role.TOOL],
         ),
+        prompt_messages=task.chat(),
+        segments=[
+            {"role": node.role.value, "text": tokenizer.decode(node.token_ids, skip_special_tokens=True)}
+            for node in trajectory.nodes[1:]
+        ],
     )

@@ -1,46 +1,40 @@
-"""Cold-start demonstrations in the exact rollout protocol, and their token ids and loss masks.
+"""Cold-start demonstrations of the built-in environment in the exact rollout protocol.
 
 A demonstration is the trajectory a rollout would record: model segments (each ending with a
 tool's closing tag, the last with ``</answer>``) alternating with tool segments holding the text
-the *real* tool returned for that call. It becomes training data the way a rollout does
-(:mod:`arpo.rollout`), through a :class:`~arpo.core.tree.RolloutTree` with one leaf:
-
-- the prompt is rendered once with the tokenizer's chat template, generation prompt opened;
-- each model segment is encoded on its own, without special tokens;
-- each tool result is wrapped by the result template (``<result>{result}</result>``) and encoded
-  on its own, without special tokens;
-
-so an SFT example's token ids are exactly those a rollout of the same text would hold, and its
-loss mask (1 on model tokens, 0 on prompt and tool tokens) is the tree's own.
+the *real* tool returned for that call. Its token ids and loss mask are those of its
+:class:`~arpo.tasks.demonstrations.Conversation` (:func:`~arpo.tasks.demonstrations.conversation_tree`):
+exactly what a rollout of the same text holds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from arpo.core.answer_format import FormatSpec
 from arpo.core.rewards import HierarchicalReward, RewardInput
-from arpo.core.tree import FinishReason, Origin, RolloutTree, ToolCall
-from arpo.tasks.prompts import render_prompt
+from arpo.core.tree import FinishReason, RolloutTree
+from arpo.tasks.demonstrations.conversation import (
+    DEFAULT_RESULT_TEMPLATE,
+    Conversation,
+    ResponseProtocol,
+    Segment,
+    conversation_tree,
+)
 from arpo.tasks.record import ChatMessage, Task
 from arpo.tasks.toolworld.families import SOURCE
 from arpo.tasks.toolworld.jsonl import read_jsonl
 
-DEFAULT_RESULT_TEMPLATE = f"<{FormatSpec().result_tag}>{{result}}</{FormatSpec().result_tag}>"
-"""The rollout's default ``result_template`` (:class:`arpo.rollout.RolloutConfig`)."""
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A model segment (``text`` the model writes) or a tool segment (``text`` the tool returned)."""
-
-    role: Literal["model", "tool"]
-    text: str
-    tag: str | None = None
-    call: str | None = None
-    status: str | None = None
+__all__ = [
+    "DEFAULT_RESULT_TEMPLATE",
+    "Demo",
+    "Segment",
+    "check_demos",
+    "demo_example",
+    "demo_tree",
+    "load_demos",
+]
 
 
 @dataclass(frozen=True)
@@ -52,9 +46,12 @@ class Demo:
     kind: str
     segments: tuple[Segment, ...]
 
+    def conversation(self) -> Conversation:
+        return Conversation(self.task.id, self.task.prompt, self.segments)
+
     def response(self, result_template: str = DEFAULT_RESULT_TEMPLATE) -> str:
         """Everything after the prompt, tool results wrapped: what the reward reads."""
-        return "".join(_segment_text(segment, result_template) for segment in self.segments)
+        return self.conversation().response(result_template)
 
     @property
     def tool_calls(self) -> list[str]:
@@ -112,22 +109,12 @@ def check_demos(demos: list[Demo], reward: HierarchicalReward | None = None) -> 
 
 def demo_tree(demo: Demo, tokenizer: Any, result_template: str = DEFAULT_RESULT_TEMPLATE) -> RolloutTree:
     """A rollout tree with one leaf holding ``demo`` (zero log-probs and entropies on model tokens)."""
-    tree = RolloutTree(
-        render_prompt(tokenizer, demo.task.chat()),
-        len(tokenizer),
+    return conversation_tree(
+        demo.conversation(),
+        tokenizer,
+        ResponseProtocol(result_template=result_template),
         {"task_id": demo.task.id, "kind": demo.kind},
     )
-    parent = tree.root
-    for index, segment in enumerate(demo.segments):
-        ids = list(tokenizer.encode(_segment_text(segment, result_template), add_special_tokens=False))
-        if segment.role == "model":
-            parent = tree.add_model(parent, Origin.INITIAL if index == 0 else None)
-            parent.append(ids, [0.0] * len(ids), [0.0] * len(ids))
-        else:
-            call = ToolCall(segment.tag or "", segment.call or "", segment.status or "ok")
-            parent = tree.add_tool(parent, ids, call)
-    parent.finish_reason = FinishReason.ANSWER
-    return tree
 
 
 def demo_example(
@@ -136,7 +123,3 @@ def demo_example(
     """``(token_ids, loss_mask)`` of ``demo``: 1 on model tokens, 0 on prompt and tool tokens."""
     trajectory = demo_tree(demo, tokenizer, result_template).trajectories()[0]
     return trajectory.token_ids, trajectory.loss_mask
-
-
-def _segment_text(segment: Segment, result_template: str) -> str:
-    return segment.text if segment.role == "model" else result_template.format(result=segment.text)
