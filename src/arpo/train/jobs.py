@@ -13,7 +13,11 @@ Where the data comes from (``data``), at most one of (none: ``toolworld`` with i
   and tools (``search`` over its corpus, ``python``) become the run's defaults;
 * ``toolworld_dir``: an environment built before (``arpo toolworld build``);
 * ``dataset``: tasks from a JSONL/Parquet/Hugging Face data set (RL only); ``tools`` must then
-  be given.
+  be given;
+* ``demonstrations``: demonstrations from a JSONL/Parquet/Hugging Face data set in one of the
+  layouts of :mod:`arpo.tasks.demonstrations` (SFT only; docs/sft.md).
+
+``system_prompt`` replaces the system messages of the tasks and of the demonstrations.
 
 ``model.name`` may name a previous run's folder: its newest intact checkpoint is used (e.g. RL
 starting from the SFT run). ``--resume`` picks the run's newest intact checkpoint once
@@ -29,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -39,13 +43,19 @@ from arpo.core.rewards import RewardConfig, make_reward_fn
 from arpo.io import atomic_write_text
 from arpo.models.loading import PolicyConfig, load_policy
 from arpo.report.run_report import write_run_report
+from arpo.tasks.demonstrations import (
+    Conversation,
+    DemonstrationsConfig,
+    ResponseProtocol,
+    conversation_example,
+    load_demonstrations,
+)
 from arpo.tasks.loaders import DatasetConfig, load_tasks
 from arpo.tasks.record import Task
 from arpo.tasks.toolworld import (
     ToolworldConfig,
     ToolworldPaths,
     build_toolworld,
-    demo_example,
     load_demos,
     load_toolworld_tasks,
     read_config,
@@ -71,15 +81,22 @@ class DataConfig(BaseModel):
     )
     toolworld_dir: str | None = Field(None, description="Use an environment built before (a folder).")
     dataset: DatasetConfig | None = Field(None, description="Tasks from a data set file or folder (RL only).")
-    system_prompt: str | None = Field(None, description="Replace the tasks' system messages with this text.")
+    demonstrations: DemonstrationsConfig | None = Field(
+        None,
+        description="Demonstrations from a data set file or folder: OpenAI messages, ShareGPT conversations, "
+        "arpo eval records or demonstration rows (SFT only; docs/sft.md).",
+    )
+    system_prompt: str | None = Field(
+        None,
+        description="Replace the system messages of the tasks (RL) or demonstrations (SFT) with this text.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        given = [n for n in ("toolworld", "toolworld_dir", "dataset") if getattr(self, n) is not None]
+        sources = ("toolworld", "toolworld_dir", "dataset", "demonstrations")
+        given = [n for n in sources if getattr(self, n) is not None]
         if len(given) > 1:
-            raise ValueError(
-                f"set at most one of data.toolworld, data.toolworld_dir, data.dataset (got {given})"
-            )
+            raise ValueError(f"set at most one of {', '.join('data.' + n for n in sources)} (got {given})")
         return self
 
 
@@ -120,7 +137,9 @@ class SFTJobConfig(JobConfig):
     @model_validator(mode="after")
     def _needs_demos(self) -> SFTJobConfig:
         if self.data.dataset is not None:
-            raise ValueError("arpo sft learns from demonstrations: use data.toolworld or data.toolworld_dir")
+            raise ValueError(
+                "arpo sft learns from demonstrations: use data.demonstrations, data.toolworld or data.toolworld_dir"
+            )
         return self
 
 
@@ -138,7 +157,14 @@ class RLJobConfig(JobConfig):
     def _tools_for_datasets(self) -> RLJobConfig:
         if self.data.dataset is not None and not self.tools:
             raise ValueError("data.dataset has no built-in tools: list them under tools")
+        if self.data.demonstrations is not None:
+            raise ValueError(
+                "data.demonstrations is for arpo sft; RL samples tasks: use data.dataset or a toolworld"
+            )
         return self
+
+
+Prompted = TypeVar("Prompted", Task, Conversation)
 
 
 @dataclass
@@ -151,6 +177,8 @@ class Environment:
 
 def prepare_environment(data: DataConfig, run_dir: Path, console: Console) -> Environment:
     """Tasks, tokenizer folder, tool specs and demonstrations of the configured data source."""
+    if data.demonstrations is not None:  # read by run_sft
+        return Environment([], None, [], None)
     if data.dataset is not None:
         tasks = load_tasks(data.dataset)
         return Environment(_with_system(tasks, data.system_prompt), None, [], None)
@@ -168,8 +196,19 @@ def prepare_environment(data: DataConfig, run_dir: Path, console: Console) -> En
     return Environment(tasks, str(paths.tokenizer), specs, paths.demos)
 
 
-def _with_system(tasks: list[Task], system_prompt: str | None) -> list[Task]:
-    return [t.with_system_prompt(system_prompt) for t in tasks] if system_prompt else tasks
+def _with_system(items: list[Prompted], system_prompt: str | None) -> list[Prompted]:
+    return [item.with_system_prompt(system_prompt) for item in items] if system_prompt else items
+
+
+def sft_demonstrations(data: DataConfig, env: Environment) -> tuple[list[Conversation], ResponseProtocol]:
+    """The demonstrations of an SFT run (``data.demonstrations`` or the environment's) and the
+    protocol they are rendered with; ``data.system_prompt`` replaces their system messages."""
+    if data.demonstrations is not None:
+        conversations, protocol = load_demonstrations(data.demonstrations), data.demonstrations
+    else:
+        conversations = [demo.conversation() for demo in load_demos(env.demos or "")]
+        protocol = ResponseProtocol()
+    return _with_system(conversations, data.system_prompt), protocol
 
 
 def resolve_model(config: PolicyConfig, environment: Environment) -> PolicyConfig:
@@ -217,11 +256,14 @@ def _open_run(
 def run_sft(
     config: SFTJobConfig, *, resume: bool = False, console: Console | None = None
 ) -> list[dict[str, Any]]:
+    console = console or Console(stderr=True)
     run_dir, checkpoint, env, policy_config = _open_run(config, resume, console)
+    demonstrations, protocol = sft_demonstrations(config.data, env)
+    console.print(f"{len(demonstrations)} demonstrations")
     model, tokenizer = load_policy(policy_config, checkpoint)
     rows = []
-    for demo in load_demos(env.demos or ""):
-        ids, mask = demo_example(demo, tokenizer)
+    for conversation in demonstrations:
+        ids, mask = conversation_example(conversation, tokenizer, protocol)
         rows.append(LearnerRow(ids, [float(m) for m in mask]))
     trainer = SFTTrainer(config.train, model, tokenizer, rows, run_dir)
     if checkpoint is not None:
