@@ -16,7 +16,6 @@ from arpo.tasks.errors import TaskLoadError
 from arpo.tasks.gsm8k_demos import FLAW_KINDS, GSM8K_REWARD, Conversion, convert_gsm8k
 from arpo.tasks.gsm8k_sample import write_gsm8k_sample
 from arpo.tasks.loaders import DatasetConfig, load_tasks
-from arpo.tasks.record import Task
 from arpo.tasks.toolworld.demos import Demo, demo_example, load_demos
 from arpo.tools import Tool, ToolBox, ToolResult
 from arpo.tools.python import PythonTool
@@ -147,7 +146,7 @@ def test_perfect_demos_score_one_with_the_example_reward_and_load_as_demo_rows(
     assert "48 demonstrations of 48 rows (perfect 48); skipped: none" in result.output
     demos = load_demos(out)
     tasks = load_tasks(DatasetConfig(path=str(sample), layout="gsm8k"))  # the RL run's tasks
-    assert [without_source(d.task) for d in demos] == [without_source(t) for t in tasks]
+    assert [d.task for d in demos] == tasks
     for demo in demos:
         scored = reward(demo.reward_input())
         assert scored.format_ok and scored.total == 1.0, demo.response()
@@ -182,10 +181,6 @@ def test_the_same_seed_writes_the_same_bytes_and_a_system_prompt_file_is_used(sa
     rows = [json.loads(line) for line in first.splitlines()]
     assert len(rows) == 30 and sum(row["kind"] != "perfect" for row in rows) == 15
     assert {row["prompt"][0]["content"] for row in rows} == {"Use <python> for arithmetic."}
-
-
-def without_source(task: Task) -> tuple:
-    return task.id, task.prompt, task.ground_truths, task.answer_type
 
 
 def tool_segments(demo: Demo) -> list[tuple[str | None, str]]:

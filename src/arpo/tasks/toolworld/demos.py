@@ -64,6 +64,7 @@ class Demo:
         task = self.task
         return {
             "task_id": task.id,
+            "source": task.source,
             "family": self.family,
             "kind": self.kind,
             "prompt": task.chat(),
@@ -82,7 +83,7 @@ class Demo:
             prompt=tuple(ChatMessage(m["role"], m["content"]) for m in row["prompt"]),
             ground_truths=tuple(row["answer"]),
             answer_type=row["answer_type"],
-            source=SOURCE,
+            source=row.get("source", SOURCE),  # rows written before sources were stored are toolworld's
         )
         segments = tuple(Segment(**segment) for segment in row["segments"])
         return cls(task, row["family"], row["kind"], segments)
