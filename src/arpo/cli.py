@@ -259,11 +259,24 @@ def data_gsm8k_sample(
     out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write.", dir_okay=False)],
     n: Annotated[int, typer.Option("--n", min=1, help="Number of problems.")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Seed: the same seed writes the same file.")] = 0,
+    exclude: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--exclude",
+            help="GSM8K-format JSONL file whose questions are left out (a held-out set); repeatable.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """Write synthetic grade-school math problems in the GSM8K format (question, answer ending '#### N', idx)."""
-    from arpo.tasks.gsm8k_sample import write_gsm8k_sample
+    """Write distinct synthetic grade-school math problems in the GSM8K format (question, answer ending '#### N', idx)."""
+    from arpo.tasks.gsm8k_sample import questions_of, write_gsm8k_sample
 
-    path = write_gsm8k_sample(out, n=n, seed=seed)
+    try:
+        excluded = set().union(*(questions_of(path) for path in exclude or []))
+        path = write_gsm8k_sample(out, n=n, seed=seed, exclude=excluded)
+    except (ValueError, KeyError) as exc:
+        raise _fail(exc) from None
     console.print(f"[green]wrote[/green] {n} problems to {path}")
 
 

@@ -6,11 +6,12 @@ import json
 import re
 from collections import Counter
 
+import pytest
 from typer.testing import CliRunner
 
 from arpo.cli import app
-from arpo.tasks import DatasetConfig, load_tasks
-from arpo.tasks.gsm8k_sample import TEMPLATES, generate_problems, write_gsm8k_sample
+from arpo.tasks import DatasetConfig, gsm8k_sample, load_tasks
+from arpo.tasks.gsm8k_sample import TEMPLATES, Problem, generate_problems, questions_of, write_gsm8k_sample
 from arpo.tools.calculator import Calculator
 
 ANNOTATION = re.compile(r"<<([^=<>]+)=(\d+)>>(\d+)")
@@ -53,7 +54,7 @@ def test_the_same_seed_writes_the_same_file(tmp_path):
 
 def test_every_template_is_used():
     questions = [p.question for p in generate_problems(200)]
-    assert len(set(questions)) > 190
+    assert len(set(questions)) == 200  # distinct: a repeated draw is dropped
     kinds = Counter(name for q in questions for name, words in TEMPLATE_WORDS.items() if words in q)
     assert set(kinds) == set(TEMPLATES)
 
@@ -70,3 +71,24 @@ def test_the_command_writes_rows_the_gsm8k_layout_loads_unchanged(tmp_path):
         assert {t.answer_type for t in tasks} == {"number"} and {t.source for t in tasks} == {"gsm8k"}
         assert [t.id for t in tasks] == [str(i) for i in range(30)]
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_held_out_sample_excludes_the_training_questions(tmp_path):
+    train = write_gsm8k_sample(tmp_path / "train.jsonl", n=400, seed=0)
+    out = tmp_path / "test.jsonl"
+    result = CliRunner().invoke(
+        app, ["data", "gsm8k-sample", "--out", str(out), "--n", "150", "--seed", "1", "--exclude", str(train)]
+    )
+    assert result.exit_code == 0, result.output
+    held_out = [json.loads(line)["question"] for line in out.read_text().splitlines()]
+    assert len(set(held_out)) == 150 and not set(held_out) & questions_of(train)
+    unfiltered = {p.question for p in generate_problems(150, seed=1)}
+    assert unfiltered & questions_of(train), "the check needs a seed whose sample overlaps the training one"
+
+
+def test_an_exhausted_template_space_is_a_clear_error(monkeypatch):
+    one = {"one": lambda rng: Problem("The same question?", ("1 + 0 = <<1+0=1>>1.",), 1)}
+    monkeypatch.setattr(gsm8k_sample, "TEMPLATES", one)
+    assert len(generate_problems(1)) == 1
+    with pytest.raises(ValueError, match="found only 1 distinct problems outside the excluded ones"):
+        generate_problems(2)

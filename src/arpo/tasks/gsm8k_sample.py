@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import operator
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,16 +216,39 @@ TEMPLATES: dict[str, Callable[[random.Random], Problem]] = {
 }
 
 
-def generate_problems(n: int, seed: int = 0) -> list[Problem]:
-    """``n`` problems, templates drawn uniformly; the same ``seed`` gives the same problems."""
+def generate_problems(n: int, seed: int = 0, exclude: Collection[str] = ()) -> list[Problem]:
+    """``n`` problems, templates drawn uniformly; the same ``seed`` gives the same problems.
+
+    A drawn problem whose question is in ``exclude`` (e.g. the training file's, for a held-out
+    set) or was already drawn is dropped and another is drawn. Raises ValueError when 100·n draws
+    do not give ``n`` distinct new questions (the templates' space is exhausted).
+    """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     rng = random.Random(seed)
     templates = list(TEMPLATES.values())
-    return [rng.choice(templates)(rng) for _ in range(n)]
+    problems: list[Problem] = []
+    seen = set(exclude)
+    for _ in range(100 * n):
+        problem = rng.choice(templates)(rng)
+        if problem.question not in seen:
+            seen.add(problem.question)
+            problems.append(problem)
+            if len(problems) == n:
+                return problems
+    raise ValueError(
+        f"found only {len(problems)} distinct problems outside the excluded ones in {100 * n} draws"
+    )
 
 
-def write_gsm8k_sample(out: str | Path, n: int = 200, seed: int = 0) -> Path:
-    """Write ``n`` problems as GSM8K JSONL rows to ``out`` (atomically: complete or not at all)."""
-    rows = [problem.row(idx) for idx, problem in enumerate(generate_problems(n, seed))]
+def questions_of(path: str | Path) -> set[str]:
+    """The ``question`` fields of a GSM8K-format JSONL file (to exclude from a held-out set)."""
+    with Path(path).open(encoding="utf-8") as lines:
+        return {json.loads(line)["question"] for line in lines if line.strip()}
+
+
+def write_gsm8k_sample(out: str | Path, n: int = 200, seed: int = 0, exclude: Collection[str] = ()) -> Path:
+    """Write ``n`` distinct problems (none in ``exclude``) as GSM8K JSONL rows to ``out``
+    (atomically: complete or not at all)."""
+    rows = [problem.row(idx) for idx, problem in enumerate(generate_problems(n, seed, exclude))]
     return atomic_write_text(out, "".join(json.dumps(row) + "\n" for row in rows))
