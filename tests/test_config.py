@@ -52,3 +52,23 @@ def test_models_with_required_fields_start_from_nothing():
     assert load_config(Needs, None, ["name=x"]).name == "x"
     with pytest.raises(ConfigError, match="name: Field required"):
         load_config(Needs)
+
+
+def test_a_number_addresses_a_list_element_and_one_past_the_end_appends(tmp_path):
+    class Item(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        name: str
+        limit: int = 0
+
+    class Holder(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        items: list[Item] = []
+        tags: list[str] = []
+
+    path = tmp_path / "c.yaml"
+    path.write_text("items: [{name: a, limit: 3}]\ntags: [x, y]\n")
+    cfg = load_config(Holder, path, ["items.0.limit=5", "items.1={name: b}", "tags.1=z"])
+    assert cfg.items == [Item(name="a", limit=5), Item(name="b")] and cfg.tags == ["x", "z"]
+    with pytest.raises(ConfigError, match=r"items.3: items has 1 items \(one past the end appends\)"):
+        load_config(Holder, path, ["items.3={name: c}"])
+    assert load_config(Holder, path, ["items=[]"]).items == []  # a whole list still replaces

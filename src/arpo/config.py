@@ -3,7 +3,9 @@
     arpo rollout --config my.yaml rollout.branching.initial_rollouts=4 seed=3
 
 Overrides are ``dotted.key=value`` with the value parsed as YAML (``4`` is an int, ``true`` a bool,
-``[a, b]`` a list, anything else a string). Every config model forbids unknown keys, so a typo is
+``[a, b]`` a list, anything else a string). A number addresses an element of a list:
+``datasets.0.limit=50`` changes the first data set, ``datasets.1={...}`` sets the second (one past
+the end appends). Every config model forbids unknown keys, so a typo is
 an error that names the key; a bad value is an error that names the key and the value.
 """
 
@@ -50,8 +52,31 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = deep_merge(merged[key], value)
+        elif (
+            isinstance(value, dict)
+            and isinstance(merged.get(key), list)
+            and value
+            and all(map(str.isdigit, value))
+        ):
+            merged[key] = _merge_into_list(key, merged[key], value)
         else:
             merged[key] = value
+    return merged
+
+
+def _merge_into_list(key: str, items: list[Any], update: dict[str, Any]) -> list[Any]:
+    """``items`` with ``update``'s numbered entries merged in (index ``len(items)`` appends)."""
+    merged = list(items)
+    for index, value in sorted(update.items(), key=lambda item: int(item[0])):
+        position = int(index)
+        if position > len(merged):
+            raise ConfigError(f"{key}.{index}: {key} has {len(merged)} items (one past the end appends)")
+        if position == len(merged):
+            merged.append(value)
+        elif isinstance(value, dict) and isinstance(merged[position], dict):
+            merged[position] = deep_merge(merged[position], value)
+        else:
+            merged[position] = value
     return merged
 
 
