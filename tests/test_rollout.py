@@ -172,6 +172,25 @@ def test_each_shared_token_is_computed_once(model, tool_caller, tokenizer, promp
         assert prefill + decode < unique < flat
 
 
+def test_executed_calls_are_the_tool_nodes_the_tool_box_ran(model, tool_caller, tokenizer, prompts):
+    """A call shared by several leaves ran once: ``tool_calls_executed`` equals the trees' executed
+    tool nodes and the tool box's own counter; calls over the limit (tool caller) and malformed
+    ones (random model) are tool nodes that never ran; per trajectory, shared calls count again."""
+    config = make_config(rollouts_per_prompt=6, initial_rollouts=2, alpha=1.0, calls=2, budget=80)
+    for policy, refusal in ((tool_caller, "limit"), (model, "error")):
+        with ToolBox([Calculator()]) as box:
+            batch = ArpoRollout(HFGenerator(policy, tokenizer), tokenizer, box, config).run(prompts, seed=3)
+            ran = box.metrics().get("calc/calls", 0)
+        tools = [n for tree in batch.trees for n in tree.nodes if n.role is Role.TOOL]
+        refused = [n for n in tools if not n.tool_call.executed]
+        assert refused and all(n.tool_call.status == refusal for n in refused)
+        assert batch.stats["tool_calls_executed"] == len(tools) - len(refused) == ran
+        assert (ran > 0) == (policy is tool_caller)  # the random model's few calls are all malformed
+        per_trajectory = sum(len(t.tool_calls) for tree in batch.trees for t in tree.trajectories())
+        assert batch.stats["tool_calls_flat"] == per_trajectory > len(tools)
+        assert batch.stats["engine_tokens"] == batch.stats["prefill_tokens"] + batch.stats["decode_tokens"]
+
+
 def test_same_seed_same_trees(model, tokenizer, prompts):
     def sampled(seed):
         config = make_config(rollouts_per_prompt=8, initial_rollouts=3, alpha=0.6)

@@ -177,7 +177,12 @@ class ArpoRollout:
             gen.release(root)
         stats = summarize_trees(trees, cfg.branching.entropy_window)
         cost = gen.stats.since(before)
-        stats.update(rounds=round_index, prefill_tokens=cost.prefill_tokens, decode_tokens=cost.decode_tokens)
+        stats.update(
+            rounds=round_index,
+            prefill_tokens=cost.prefill_tokens,
+            decode_tokens=cost.decode_tokens,
+            engine_tokens=cost.prefill_tokens + cost.decode_tokens,
+        )
         return RolloutBatch(trees, stats)
 
     def _start(self, tree: RolloutTree, root: int, origin: Origin) -> _Path:
@@ -206,8 +211,8 @@ class ArpoRollout:
         results = self._run_calls(calls)
         still = [
             path
-            for (path, tag, call), result in zip(calls, results, strict=True)
-            if self._append_result(path, tag, call or "", result)
+            for (path, tag, call), (result, executed) in zip(calls, results, strict=True)
+            if self._append_result(path, tag, call or "", result, executed)
         ]
         return still + branches
 
@@ -236,8 +241,9 @@ class ArpoRollout:
             for _ in range(copies)
         ]
 
-    def _run_calls(self, calls: list[tuple[_Path, str, str | None]]) -> list[ToolResult]:
-        """Results of the round's calls, in order; refused and malformed calls never run."""
+    def _run_calls(self, calls: list[tuple[_Path, str, str | None]]) -> list[tuple[ToolResult, bool]]:
+        """(result, whether the tool box ran it) of the round's calls, in order; refused and
+        malformed calls never run."""
         results: dict[int, ToolResult] = {}
         to_run: list[int] = []
         for i, (path, tag, call) in enumerate(calls):
@@ -250,14 +256,14 @@ class ArpoRollout:
                 to_run.append(i)
         ran = self.tools.run_many([(calls[i][1], calls[i][2] or "") for i in to_run])
         results.update(zip(to_run, ran, strict=True))
-        return [results[i] for i in range(len(calls))]
+        return [(results[i], i in to_run) for i in range(len(calls))]
 
-    def _append_result(self, path: _Path, tag: str, call: str, result: ToolResult) -> bool:
+    def _append_result(self, path: _Path, tag: str, call: str, result: ToolResult, executed: bool) -> bool:
         """Add the tool node; returns whether the path goes on (budget left after the result)."""
         ids = self.codec.encode_tool_text(self.config.result_template.format(result=result.text))
         room = self.config.max_response_tokens - _response_length(path.node)
         record = ToolCall(
-            tag, call, result.status.value, result.latency_s, result.truncated or len(ids) > room
+            tag, call, result.status.value, result.latency_s, result.truncated or len(ids) > room, executed
         )
         tool = path.tree.add_tool(path.node, ids[:room], record)
         self.generator.extend(path.handle, ids[:room])

@@ -60,6 +60,10 @@ class ToolCall:
     status: str
     latency_s: float = 0.0
     truncated: bool = False
+    executed: bool = True
+    """Whether the call reached the tool box (which ran it, or the tool refused it there: a
+    ``limit`` for code too long is executed); False when the rollout refused it before any tool
+    saw it — over ``max_tool_calls``, or malformed (a closing tag without its opening tag)."""
 
 
 @dataclass

@@ -2,6 +2,12 @@
 
 * ``tokens_unique``: tokens in the trees, each shared node once; ``tokens_flat``: tokens of all
   trajectories laid out one by one (what an engine without prefix sharing would process);
+* ``tool_calls_executed``: tool nodes whose call reached the tool box (``ToolCall.executed``),
+  each once however many leaves share it — the calls the tools actually ran; calls the rollout
+  refused (over ``max_tool_calls``, malformed) are not executed. ``tool_calls_flat``: Σ over
+  trajectories of their tool nodes, refusals included (a call shared by k leaves counts k times:
+  what sampling each trajectory alone would have issued); ``tool_calls_per_trajectory`` is its
+  mean per trajectory;
 * ``branches``: model nodes that start a branch; ``fills``: fresh samples added to reach M;
 * ``branch_depth_hist``: branches by the index of the tool result they forked after (1 = first);
 * ``branch_top3_share``: per tree, branches are attributed to the full sample (initial or fill)
@@ -30,7 +36,7 @@ def _mean(values: Sequence[float]) -> float | None:
 def summarize_trees(trees: Sequence[RolloutTree], entropy_window: int) -> dict[str, Any]:
     """Counts and means over a batch of trees (see the module docstring)."""
     leaves, tool_calls, lengths = [], [], []
-    unique = flat = 0
+    unique = flat = executed = 0
     finish: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     depth_hist: Counter[int] = Counter()
@@ -57,6 +63,7 @@ def summarize_trees(trees: Sequence[RolloutTree], entropy_window: int) -> dict[s
                 per_sample[path[1].id] += 1
             if node.role is Role.TOOL:
                 statuses[node.tool_call.status if node.tool_call else "none"] += 1
+                executed += node.tool_call is not None and node.tool_call.executed
                 if node.parent is not None and node.parent.entropies:
                     before.append(fmean(node.parent.entropies[-entropy_window:]) / log_v)
             after_tool = node.parent is not None and node.parent.role is Role.TOOL
@@ -82,6 +89,8 @@ def summarize_trees(trees: Sequence[RolloutTree], entropy_window: int) -> dict[s
         "decisions": decisions,
         "decisions_positive": positive,
         "mean_delta_entropy": _mean(deltas),
+        "tool_calls_executed": executed,
+        "tool_calls_flat": sum(tool_calls),
         "tool_calls_per_trajectory": _mean(tool_calls),
         "tool_status": dict(statuses),
         "finish_reasons": dict(finish),

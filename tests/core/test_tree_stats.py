@@ -1,0 +1,51 @@
+"""Batch statistics of rollout trees: exact counts on hand-built trees."""
+
+from __future__ import annotations
+
+import json
+
+from arpo.core.tree import FinishReason, Origin, RolloutTree, ToolCall
+from arpo.core.tree_stats import summarize_trees
+
+
+def shared_call_tree() -> RolloutTree:
+    """prompt [1,2] → a:[10,11] → search:[50] → c:[12] → limit:[51] → e:[13] (leaf)
+                                            └→ d:[14,15] (branch leaf)
+
+    Both leaves share the executed search call; c's second call was refused by the tool-call limit.
+    """
+    tree = RolloutTree([1, 2], vocab_size=64)
+    a = tree.add_model(tree.root, Origin.INITIAL)
+    a.append([10, 11], [0.0, 0.0], [1.0, 1.0])
+    search = tree.add_tool(a, [50], ToolCall("search", "q", "ok"))
+    c = tree.add_model(search)
+    c.append([12], [0.0], [1.0])
+    refused = tree.add_tool(c, [51], ToolCall("search", "q2", "limit", executed=False))
+    e = tree.add_model(refused)
+    e.append([13], [0.0], [1.0])
+    e.finish_reason = FinishReason.ANSWER
+    d = tree.add_model(search, Origin.BRANCH)
+    d.append([14, 15], [0.0, 0.0], [1.0, 1.0])
+    d.finish_reason = FinishReason.ANSWER
+    return tree
+
+
+def test_a_shared_call_is_executed_once_and_counted_per_trajectory():
+    stats = summarize_trees([shared_call_tree()], entropy_window=2)
+    assert stats["tool_calls_executed"] == 1  # the shared search; the refused call never ran
+    assert stats["tool_calls_flat"] == 2 + 1  # leaf e: search + refused; leaf d: search
+    assert stats["tool_calls_per_trajectory"] == 1.5
+    assert stats["tool_status"] == {"ok": 1, "limit": 1}
+    assert stats["tokens_unique"] == 2 + 2 + 1 + 1 + 1 + 1 + 2
+    assert stats["tokens_flat"] == len([1, 2, 10, 11, 50, 12, 51, 13]) + len([1, 2, 10, 11, 50, 14, 15])
+
+
+def test_counts_add_up_over_trees():
+    stats = summarize_trees([shared_call_tree(), shared_call_tree()], entropy_window=2)
+    assert (stats["tool_calls_executed"], stats["tool_calls_flat"]) == (2, 6)
+
+
+def test_executed_survives_serialisation():
+    tree = RolloutTree.from_dict(json.loads(shared_call_tree().to_json()))
+    assert [n.tool_call.executed for n in tree.nodes if n.tool_call] == [True, False]
+    assert summarize_trees([tree], entropy_window=2)["tool_calls_executed"] == 1
