@@ -53,6 +53,9 @@ def test_two_processes_end_with_identical_parameters(tmp_path):
         assert not torch.equal(value, initial[name]), f"{name} did not change"
     assert rank0["metrics"] == rank1["metrics"], "metrics are averaged over the processes"
     assert rank0["metrics"]["rollout/prompts"] == 2, "each process rolls out its half of the 4 prompts"
+    metrics = rank0["metrics"]  # budgets are summed over the processes, per-step metrics averaged
+    assert metrics["budget/engine_tokens_total"] == pytest.approx(2 * metrics["rollout/engine_tokens"])
+    assert metrics["budget/tool_calls_flat_total"] == pytest.approx(2 * metrics["rollout/tool_calls_flat"])
     assert (tmp_path / "run" / "checkpoints" / "step-00000001").is_dir()
 
 

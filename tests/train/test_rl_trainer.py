@@ -13,7 +13,8 @@ from arpo.core.logits import PolicyView
 from arpo.core.rewards import RewardResult
 from arpo.models.tiny import build_tiny_llama
 from arpo.tools import Calculator, ToolBox
-from arpo.train.checkpoint import latest_checkpoint
+from arpo.train.budget import BUDGETS
+from arpo.train.checkpoint import latest_checkpoint, load_state
 from arpo.train.metrics_log import read_metrics
 from arpo.train.rl import RLConfig, RLTrainer
 from tests.train.helpers import arithmetic_tasks, count_ones, rl_config, train_rl, without_time
@@ -103,9 +104,21 @@ def test_old_logprobs_are_recomputed_only_when_the_batch_makes_several_updates(
             assert torch.allclose(value, model.state_dict()[name], atol=1e-10), name
 
 
+def assert_budgets_are_running_sums(history: list[dict], start: dict[str, float]) -> None:
+    """Each step's cumulative budgets are ``start`` plus the per-step metrics so far (one process)."""
+    totals = dict(start)
+    for metrics in history:
+        for total, source in BUDGETS.items():
+            totals[total] += metrics.get(source, 0.0)
+            assert metrics[total] == pytest.approx(totals[total]), (metrics["step"], total)
+
+
 def test_resume_continues_exactly(tokenizer, tmp_path):
+    """Weights, metrics and the cumulative budgets continue as if the run had never stopped."""
     config = rl_config()
     straight = train_rl(build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path / "a", config)
+    assert_budgets_are_running_sums(straight, dict.fromkeys(BUDGETS, 0.0))
+    assert straight[-1]["budget/tool_calls_total"] > 0 and straight[-1]["budget/learner_tokens_total"] > 0
 
     class Killed(Exception):
         pass
@@ -118,9 +131,12 @@ def test_resume_continues_exactly(tokenizer, tmp_path):
         train_rl(build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path / "b", config, kill_after_two)
     checkpoint = latest_checkpoint(tmp_path / "b")
     assert checkpoint is not None and checkpoint.name == "step-00000002"
+    saved = load_state(checkpoint)["budget"]
+    assert saved["budget/tool_calls_total"] == straight[1]["budget/tool_calls_total"]
     model = AutoModelForCausalLM.from_pretrained(checkpoint)
     resumed = train_rl(model, AutoTokenizer.from_pretrained(checkpoint), tmp_path / "b", config)
     assert [m["step"] for m in resumed] == [3, 4]
+    assert_budgets_are_running_sums(resumed, saved)  # wall time too: it continues from the checkpoint's
     for got, expected in zip(without_time(resumed), without_time(straight[2:]), strict=True):
         assert got == pytest.approx(expected)
     final_a = AutoModelForCausalLM.from_pretrained(latest_checkpoint(tmp_path / "a")).state_dict()

@@ -281,17 +281,8 @@ class TrainLoop:
             "config": self.loop_config.model_dump(mode="json"),
         }
 
-    def resume(self, checkpoint: Path | None = None) -> Path | None:
-        """Restore optimizer, schedule, data position and RNG from ``checkpoint`` — by default the
-        run's newest intact one (:func:`~arpo.train.checkpoint.newest_intact_checkpoint`), if any.
-
-        The model weights must already have been loaded from that checkpoint's folder: the jobs
-        pick it once and pass it to both.
-        """
-        checkpoint = checkpoint or newest_intact_checkpoint(self.run_dir)
-        if checkpoint is None:
-            return None
-        state = load_state(checkpoint)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (subclasses that save more restore it here too)."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
@@ -301,6 +292,17 @@ class TrainLoop:
         self.skipped_updates_total = nonfinite.get("skipped_total", 0)
         self.nonfinite_streak = nonfinite.get("streak", 0)
         self.last_nonfinite = nonfinite.get("last", "")
+
+    def resume(self, checkpoint: Path | None = None) -> Path | None:
+        """Restore optimizer, schedule, data position and RNG from ``checkpoint`` — by default the
+        run's newest intact one (:func:`~arpo.train.checkpoint.newest_intact_checkpoint`), if any.
+
+        The model weights must already have been loaded from that checkpoint's folder: the jobs
+        pick it once and pass it to both.
+        """
+        checkpoint = checkpoint or newest_intact_checkpoint(self.run_dir)
+        if checkpoint is not None:
+            self.load_state_dict(load_state(checkpoint))
         return checkpoint
 
     def save(self) -> Path:

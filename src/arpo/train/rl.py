@@ -19,6 +19,10 @@ One training step (arXiv 2507.19849 §3; ARPO_REFERENCE.md §2 for the authors' 
    step;
 7. step the LR schedule (once per training step), log metrics, checkpoint every ``save_every``.
 
+Budgets: each step logs what it spent (``rollout/tool_calls_executed``, ``rollout/engine_tokens``,
+``rollout/tokens_flat``, ``train/tokens_forwarded``, ``time/step_s``) and the run's totals so far
+(``budget/*_total``, ``time/wall_s_total``; :mod:`arpo.train.budget`), which the checkpoint keeps.
+
 Accuracy is logged twice: ``reward/accuracy`` over every leaf of the step's trees, and
 ``reward/accuracy_initial`` over the N initial samples only. The initial samples are drawn from
 the policy independently, so their accuracy estimates the policy's own; ARPO's branches fork
@@ -73,6 +77,7 @@ from arpo.tasks.prompts import render_prompt
 from arpo.tasks.record import Task
 from arpo.tools import ToolBox, ToolStatus
 from arpo.train.batching import LearnerRow
+from arpo.train.budget import RunBudget
 from arpo.train.layout import MiniBatch, Packing
 from arpo.train.loop import LoopConfig, TrainLoop
 
@@ -154,6 +159,15 @@ class RLTrainer(TrainLoop):
         self.view = PolicyView(config.rollout.temperature, tokenizer_vocab_size(tokenizer, output_rows))
         """The sampled policy the learner scores (temperature, vocabulary)."""
         self.packing: Packing = self.resolve_packing(config.packing)
+        self.budget = RunBudget()
+        """The run's cumulative budgets (restored on resume)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "budget": self.budget.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.budget.load_state_dict(state.get("budget", {}))  # absent in checkpoints written before budgets
 
     def train_step(self) -> dict[str, Any]:
         cfg = self.config
@@ -174,13 +188,14 @@ class RLTrainer(TrainLoop):
         stats = {k: v for k, v in batch.stats.items() if isinstance(v, int | float) and v is not None}
         statuses = batch.stats["tool_status"]
         stats.update({f"tool_{s.value}": float(statuses.get(s.value, 0)) for s in ToolStatus})
-        return {
+        metrics = {
             **scored.metrics,
             **update,
             **{f"rollout/{k}": v for k, v in stats.items()},
             "time/rollout_s": rollout_time,
             "time/step_s": time.perf_counter() - started,
         }
+        return {**metrics, **self.budget.add(metrics, self.all_sum, self.world)}
 
     # ----- rewards and advantages -----------------------------------------------------------------
     def _score(self, trees: list[RolloutTree], tasks: list[Task]) -> _Scored:
