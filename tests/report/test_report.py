@@ -9,9 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from arpo.cli import app
+from arpo.report.curves import accuracy_keys, accuracy_vs_budget, metric_series
 from arpo.report.markdown import Heading, Image, Paragraph, Table, fmt, to_html, to_markdown, write_report
 from arpo.report.plots import Panel, Series, figure, moving_average
 from arpo.report.run_report import write_run_report
+from arpo.train.metrics_log import read_metrics
 
 PNG = b"\x89PNG\r\n\x1a\n"
 runner = CliRunner()
@@ -65,13 +67,24 @@ def test_figure_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == PNG
 
 
-def fake_run(folder: Path, steps: int, rl: bool = True, shift: float = 0.0) -> Path:
+def fake_run(folder: Path, steps: int, rl: bool = True, shift: float = 0.0, executed: float = 1.5) -> Path:
+    """A run folder with ``steps`` lines of metrics; an RL run executes ``executed`` of its 3 tool
+    calls per step (the others shared), and evaluates a held-out accuracy every 10 steps."""
     folder.mkdir(parents=True)
     lines = []
     for step in range(1, steps + 1):
         metrics = {"step": step, "grad_norm": 1.0, "lr": 1e-3}
         if rl:
             metrics |= {
+                "rollout/tool_calls_executed": executed,
+                "rollout/engine_tokens": 100.0,
+                "budget/tool_calls_total": step * executed,
+                "budget/tool_calls_flat_total": step * 3.0,
+                "budget/engine_tokens_total": step * 100.0,
+                "budget/tokens_flat_total": step * 400.0,
+                "budget/learner_tokens_total": step * 120.0,
+                "time/wall_s_total": step * 2.0,
+                **({"eval/accuracy": step / steps} if step % 10 == 0 else {}),
                 "reward/mean": step / steps + shift,
                 "reward/accuracy": step / steps / 2,
                 "reward/format_ok": 1.0,
@@ -95,16 +108,29 @@ def fake_run(folder: Path, steps: int, rl: bool = True, shift: float = 0.0) -> P
 
 def test_rl_run_report_with_overlay(tmp_path):
     arpo = fake_run(tmp_path / "arpo", 30)
-    grpo = fake_run(tmp_path / "grpo", 30, shift=0.5)
+    grpo = fake_run(tmp_path / "grpo", 30, shift=0.5, executed=3.0)
     path = write_run_report(arpo, [grpo], tmp_path / "cmp")
     text = path.read_text()
     assert text.startswith("# Training report: arpo vs grpo")
-    for name in ("reward", "tools", "branching", "entropy"):
+    for name in ("reward", "tools", "budget", "accuracy_vs_budget", "branching", "entropy"):
         assert f"plots/{name}.png" in text
         assert (tmp_path / "cmp" / "plots" / f"{name}.png").read_bytes()[:8] == PNG
     assert "plots/sft.png" not in text and "plots/optimizer.png" in text  # no SFT loss logged
     assert "| reward/mean | 0.0667 | 0.967 | 0.567 | 1.47 |" in text  # first/last tenth per run
     assert "| learning rate | 0.001 | 0.001 |" in text
+    assert "## Budgets (cumulative, at the last logged step)" in text
+    assert "| budget | arpo | grpo |" in text
+    assert (
+        "| tool calls executed | 45 | 90 |" in text
+        and "| tool calls per trajectory (summed) | 90 | 90 |" in text
+    )
+    assert (
+        "| engine tokens (prefill + decode) | 3,000 | 3,000 |" in text
+        and "| wall time (s) | 60 | 60 |" in text
+    )
+    assert "| tool calls saved by sharing | 50.0 % | 0.0 % |" in text
+    assert "| tokens saved by sharing | 75.0 % | 75.0 % |" in text
+    assert "| rollout/tool_calls_executed | 1.5 | 1.5 | 3 | 3 |" in text
     assert (tmp_path / "cmp" / "report.html").stat().st_size > 0
 
 
@@ -114,6 +140,20 @@ def test_sft_run_report_via_the_command(tmp_path):
     assert result.exit_code == 0, result.output
     text = (run / "report.md").read_text()
     assert "plots/sft.png" in text and "loss/sft" in text and "reward" not in text
+    assert "Budgets" not in text and "budget" not in text  # no budget table, rows or plots
+
+
+def test_accuracy_is_plotted_against_the_cumulative_budgets(tmp_path):
+    runs = {"arpo": read_metrics(fake_run(tmp_path / "arpo", 30))}
+    assert accuracy_keys(runs) == [("reward/accuracy", "all leaves"), ("eval/accuracy", "eval/accuracy")]
+    spec = accuracy_vs_budget(runs)
+    assert [panel.x for panel in spec.panels] == [
+        "budget/tool_calls_total",
+        "budget/engine_tokens_total",
+        "time/wall_s_total",
+    ]
+    calls, accuracy = metric_series(runs["arpo"], "eval/accuracy", "budget/tool_calls_total")
+    assert calls == [15.0, 30.0, 45.0] and accuracy == pytest.approx([1 / 3, 2 / 3, 1.0])
 
 
 def test_report_of_a_folder_without_metrics_is_an_error(tmp_path):

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from arpo.core.logits import PolicyView
 from arpo.core.rewards import RewardResult
 from arpo.models.tiny import build_tiny_llama
+from arpo.report.run_report import write_run_report
 from arpo.tools import Calculator, ToolBox
 from arpo.train.budget import BUDGETS
 from arpo.train.checkpoint import latest_checkpoint, load_state
@@ -114,11 +115,14 @@ def assert_budgets_are_running_sums(history: list[dict], start: dict[str, float]
 
 
 def test_resume_continues_exactly(tokenizer, tmp_path):
-    """Weights, metrics and the cumulative budgets continue as if the run had never stopped."""
+    """Weights, metrics and the cumulative budgets continue as if the run had never stopped (and the
+    run's report shows the budgets)."""
     config = rl_config()
     straight = train_rl(build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path / "a", config)
     assert_budgets_are_running_sums(straight, dict.fromkeys(BUDGETS, 0.0))
     assert straight[-1]["budget/tool_calls_total"] > 0 and straight[-1]["budget/learner_tokens_total"] > 0
+    report = write_run_report(tmp_path / "a").read_text()
+    assert "| tool calls executed |" in report and "plots/accuracy_vs_budget.png" in report
 
     class Killed(Exception):
         pass

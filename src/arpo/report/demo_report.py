@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from arpo.io import atomic_write_json
+from arpo.report.curves import training_figures
 from arpo.report.markdown import Block, Heading, Paragraph, Table, fmt, write_report
-from arpo.report.run_report import metrics_table, training_figures
+from arpo.report.run_report import metrics_table
 from arpo.train.metrics_log import read_metrics
 
 MODELS = {"sft": "SFT", "arpo": "ARPO", "grpo": "GRPO"}

@@ -1,100 +1,37 @@
 """The report of training runs: ``report.md`` + ``report.html`` with PNG plots, from ``metrics.jsonl``.
 
 Every run folder gets one when its job ends (:mod:`arpo.train.jobs`); ``arpo report RUN --compare
-OTHER`` overlays other runs on the same axes (e.g. ARPO vs GRPO with the same budget). Plots, one
-file each, drawn only for the metrics the runs logged (:mod:`arpo.train.rl`, :mod:`arpo.train.sft`):
+OTHER`` overlays other runs on the same axes (e.g. ARPO vs GRPO with the same budget), against
+steps and against the cumulative budgets (the plots: :mod:`arpo.report.curves`).
 
-* reward: mean reward, accuracy (mean correctness) and format-OK share per step;
-* tools: tool calls per trajectory and response length;
-* branching: ARPO branches per prompt and the share of each tree's branches on its 3 most-branched
-  samples (branch concentration, AEPO arXiv 2510.14545);
-* entropy: mean normalised entropy of the k tokens before each tool call and after each tool
-  result (the signal ARPO branches on, arXiv 2507.19849 §2.2);
-* sft: the SFT loss; optimizer: gradient norm and learning rate.
-
-The table gives each metric's mean over the first and the last tenth of the steps. Non-finite
+The metrics table gives each metric's mean over the first and the last tenth of the steps; the
+budget table each run's totals at its last logged step, and what prefix sharing saved
+(1 − executed / per-trajectory tool calls, 1 − engine / flat tokens). Non-finite
 values (``null`` in ``metrics.jsonl``) are left out of tables and curves; a note lists the steps
 that had any, and how many optimizer updates were skipped for them (:mod:`arpo.train.loop`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
 from typing import Any
 
 import yaml
 
-from arpo.report.markdown import Block, Heading, Image, Paragraph, Table, fmt, write_report
-from arpo.report.plots import Panel, Series, figure
+from arpo.report.curves import Metrics, last_value, metric_series, training_figures
+from arpo.report.markdown import Block, Heading, Paragraph, Table, fmt, write_report
 from arpo.train.metrics_log import NONFINITE_KEY, read_metrics
 
-Metrics = list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class PlotSpec:
-    name: str
-    caption: str
-    panels: Sequence[tuple[str, Sequence[tuple[str, str]]]]
-    """(panel title, [(metric key, series label)])."""
-
-
-PLOTS = (
-    PlotSpec(
-        "reward",
-        "Reward, accuracy and format-OK share per step",
-        [
-            ("mean reward", [("reward/mean", "")]),
-            (
-                "accuracy (mean correctness)",
-                [("reward/accuracy", "all leaves"), ("reward/accuracy_initial", "initial samples")],
-            ),
-            ("format OK", [("reward/format_ok", "")]),
-        ],
-    ),
-    PlotSpec(
-        "tools",
-        "Tool calls per trajectory and response length",
-        [
-            ("tool calls per trajectory", [("rollout/tool_calls_per_trajectory", "")]),
-            ("response tokens", [("rollout/response_length_mean", "")]),
-        ],
-    ),
-    PlotSpec(
-        "branching",
-        "Branches per prompt and branch concentration (share on each tree's top-3 samples)",
-        [
-            ("branches per prompt", [("rollout/branches_per_prompt", "")]),
-            ("top-3 share of branches", [("rollout/branch_top3_share", "")]),
-        ],
-    ),
-    PlotSpec(
-        "entropy",
-        "Mean normalised entropy of the k tokens before tool calls and after tool results",
-        [
-            (
-                "entropy H/ln|V|",
-                [("rollout/entropy_before_tool", "before"), ("rollout/entropy_after_tool", "after")],
-            )
-        ],
-    ),
-    PlotSpec("sft", "SFT loss (token-mean negative log-likelihood)", [("SFT loss", [("loss/sft", "")])]),
-    PlotSpec(
-        "optimizer",
-        "Gradient norm (before clipping) and learning rate",
-        [("gradient norm", [("grad_norm", "")]), ("learning rate", [("lr", "")])],
-    ),
-)
 TABLE_KEYS = (
     "reward/mean",
     "reward/accuracy",
     "reward/accuracy_initial",
     "reward/format_ok",
     "rollout/tool_calls_per_trajectory",
+    "rollout/tool_calls_executed",
+    "rollout/engine_tokens",
     "rollout/response_length_mean",
     "rollout/branches_per_prompt",
     "rollout/branch_top3_share",
@@ -116,43 +53,6 @@ SETTINGS = (
 )
 
 
-def _value(metrics: Mapping[str, Any], key: str) -> float | None:
-    value = metrics.get(key)
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def _series(history: Metrics, key: str) -> tuple[list[float], list[float]]:
-    points = [(float(m["step"]), v) for m in history if (v := _value(m, key)) is not None]
-    return [x for x, _ in points], [y for _, y in points]
-
-
-def training_figures(runs: Mapping[str, Metrics], folder: Path, prefix: str = "plots/") -> list[Block]:
-    """Write one PNG per :data:`PLOTS` entry that has data into ``folder/prefix``; returns the image blocks."""
-    blocks: list[Block] = []
-    steps = max((len(h) for h in runs.values()), default=0)
-    smooth = max(1, steps // 10)
-    for spec in PLOTS:
-        panels = []
-        for title, keys in spec.panels:
-            series = []
-            for run_index, (run, history) in enumerate(runs.items()):
-                for key, label in keys:
-                    x, y = _series(history, key)
-                    if y:
-                        name = " ".join(part for part in (run if len(runs) > 1 else "", label) if part) or key
-                        style = "-" if run_index == 0 else "--"
-                        series.append(Series(name, x, y, style))
-            if series:
-                panels.append(Panel(title, title, series, smooth=smooth))
-        if panels:
-            path = f"{prefix}{spec.name}.png"
-            figure(panels, folder / path)
-            blocks.append(Image(path, spec.caption))
-    return blocks
-
-
 def metrics_table(runs: Mapping[str, Metrics]) -> Table:
     """Each logged metric of :data:`TABLE_KEYS`: its mean over the first and last tenth of the steps, per run."""
     header = ["metric"]
@@ -162,12 +62,68 @@ def metrics_table(runs: Mapping[str, Metrics]) -> Table:
     for key in TABLE_KEYS:
         cells, found = [key], False
         for history in runs.values():
-            _, values = _series(history, key)
+            _, values = metric_series(history, key)
             tenth = max(1, len(values) // 10)
             found |= bool(values)
             cells += [fmt(fmean(values[:tenth])), fmt(fmean(values[-tenth:]))] if values else ["–", "–"]
         if found:
             rows.append(cells)
+    return Table(header, rows)
+
+
+BUDGET_ROWS = (
+    ("tool calls executed", "budget/tool_calls_total"),
+    ("tool calls per trajectory (summed)", "budget/tool_calls_flat_total"),
+    ("engine tokens (prefill + decode)", "budget/engine_tokens_total"),
+    ("flat tokens (trajectories one by one)", "budget/tokens_flat_total"),
+    ("learner tokens", "budget/learner_tokens_total"),
+    ("wall time (s)", "time/wall_s_total"),
+)
+SHARING_ROWS = (
+    ("tool calls saved by sharing", "budget/tool_calls_total", "budget/tool_calls_flat_total"),
+    ("tokens saved by sharing", "budget/engine_tokens_total", "budget/tokens_flat_total"),
+)
+"""(label, paid, flat): the row shows 1 − paid / flat."""
+
+
+def _saved(paid: float | None, flat: float | None) -> str:
+    return "–" if paid is None or not flat else f"{100 * (1 - paid / flat):.1f} %"
+
+
+def budget_blocks(runs: Mapping[str, Metrics]) -> list[Block]:
+    """The budgets section: a heading, what the rows mean, :func:`budget_table`; nothing when no run
+    logged budgets (SFT runs, RL runs written before budgets existed)."""
+    table = budget_table(runs)
+    if not table.rows:
+        return []
+    return [
+        Heading("Budgets (cumulative, at the last logged step)", 2),
+        Paragraph(
+            "Executed tool calls count each call once however many trajectories share it; per trajectory, "
+            "once per trajectory (what sampling every trajectory alone would cost). Engine tokens are the "
+            "prefill and decode tokens the generator computed; flat tokens, the trajectories' tokens laid "
+            "out one by one; learner tokens, those of one training pass. Counts are summed over processes. "
+            "The accuracy_vs_budget plot compares runs at equal cost."
+        ),
+        table,
+    ]
+
+
+def budget_table(runs: Mapping[str, Metrics]) -> Table:
+    """Each run's cumulative budgets (:data:`BUDGET_ROWS`) at its last logged step, and the share of
+    tool calls and tokens that prefix sharing saved (:data:`SHARING_ROWS`); rows no run logged
+    are left out."""
+    header = ["budget", *runs] if len(runs) > 1 else ["budget", "total"]
+    rows = [
+        [label, *(fmt(last_value(history, key)) for history in runs.values())]
+        for label, key in BUDGET_ROWS
+        if any(last_value(history, key) is not None for history in runs.values())
+    ]
+    rows += [
+        [label, *(_saved(last_value(history, paid), last_value(history, flat)) for history in runs.values())]
+        for label, paid, flat in SHARING_ROWS
+        if any(last_value(history, paid) is not None for history in runs.values())
+    ]
     return Table(header, rows)
 
 
@@ -240,12 +196,16 @@ def write_run_report(
     steps = ", ".join(f"{label}: {len(history)} steps" for label, history in runs.items())
     blocks: list[Block] = [
         Heading(title, 1),
-        Paragraph(f"Logged steps ({steps}); curves are smoothed with a moving average, raw values faint."),
+        Paragraph(
+            f"Logged steps ({steps}); per-step curves are smoothed with a moving average, raw values faint; "
+            "cumulative ones are drawn as they are."
+        ),
         Heading("Settings", 2),
         settings_table(configs),
         Heading("Metrics (mean over the first and last tenth of the steps)", 2),
         metrics_table(runs),
         *nonfinite_notes(runs),
+        *budget_blocks(runs),
         Heading("Curves", 2),
         *training_figures(runs, out),
     ]
