@@ -13,11 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from arpo.core.tree import RolloutTree
 from arpo.engines.factory import build_generator
 from arpo.engines.vllm_options import EngineName, VLLMOptions
+from arpo.progress import ProgressBar
 from arpo.rollout import ArpoRollout, RolloutConfig
 from arpo.tasks.prompts import render_prompt
 from arpo.tasks.record import Task
@@ -80,13 +80,11 @@ def sample_trees(
     rollout = ArpoRollout(generator, tokenizer, tools, rollout_config)
     size = config.prompts_per_batch
     trees: list[RolloutTree] = []
-    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console or Console(stderr=True)) as bar:
-        progress = bar.add_task("", total=len(tasks))
+    with ProgressBar(label, len(tasks), console=console) as bar:
         for index, start in enumerate(range(0, len(tasks), size)):
             batch = tasks[start : start + size]
             prompts = [render_prompt(tokenizer, task.chat()) for task in batch]
             metas = [{"task": task.id, "source": task.source} for task in batch]
             trees += rollout.run(prompts, seed=config.seed + index, metas=metas).trees
-            bar.advance(progress, len(batch))
+            bar.advance(len(batch))
     return trees

@@ -50,11 +50,11 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from arpo.core.answer_format import FormatSpec
 from arpo.core.rewards import HierarchicalReward, RewardConfig
 from arpo.io import atomic_write_text
+from arpo.progress import ProgressBar
 from arpo.tasks.errors import TaskLoadError
 from arpo.tasks.layouts import BUILTIN_LAYOUTS, dataset_name
 from arpo.tasks.readers import read_rows, resolve_format
@@ -414,18 +414,11 @@ def _run_steps(solutions: list[Solution], tools: ToolBox, console: Console) -> l
     """The result of every step of every solution, the calls run concurrently in batches."""
     calls = [(PYTHON, step.code) for solution in solutions for step in solution.steps]
     results: list[ToolResult] = []
-    columns = (
-        TextColumn("gsm8k-demos: python calls"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, disable=console.quiet) as bar:
-        task = bar.add_task("", total=len(calls))
+    with ProgressBar("gsm8k-demos: python calls", len(calls), console=console) as bar:
         for start in range(0, len(calls), CALLS_PER_BATCH):
             batch = calls[start : start + CALLS_PER_BATCH]
             results.extend(tools.run_many(batch))
-            bar.advance(task, len(batch))
+            bar.advance(len(batch))
     grouped, position = [], 0
     for solution in solutions:
         grouped.append(tuple(results[position : position + len(solution.steps)]))

@@ -53,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from arpo.core.logits import RAW, PolicyView
 from arpo.core.loss import Aggregation
 from arpo.core.tree import RolloutTree
+from arpo.progress import ProgressBar
 from arpo.train.batching import LearnerRow
 from arpo.train.checkpoint import (
     checkpoint_dir,
@@ -68,7 +69,7 @@ from arpo.train.metrics_log import LoggingConfig, MetricsLogger
 from arpo.train.optim import OptimConfig, build_optimizer
 from arpo.train.packing import tree_packing_unsupported
 from arpo.train.preemption import SigtermFlag
-from arpo.train.progress import StepProgress
+from arpo.train.progress import describe
 from arpo.train.sampler import TaskSampler
 
 logger = logging.getLogger(__name__)
@@ -348,7 +349,9 @@ class TrainLoop:
         history = []
         try:
             with (
-                StepProgress(cfg.steps, self.step, enabled=main, label=self.label) as bar,
+                ProgressBar(
+                    self.label, cfg.steps, completed=self.step, enabled=main, show_remaining=True
+                ) as bar,
                 SigtermFlag() as sigterm,
             ):
                 while self.step < cfg.steps:
@@ -366,7 +369,7 @@ class TrainLoop:
                     if logger is not None:
                         logger.log(self.step, metrics)
                     history.append({"step": self.step, **metrics})
-                    bar.update(self.step, metrics)
+                    bar.update(self.step, describe(metrics))
                     self.check_nonfinite_streak()
                     saved = self.step % cfg.save_every == 0 or self.step == cfg.steps
                     if saved:

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from arpo.progress import ProgressBar
 from arpo.tasks.layouts import FieldMap
 from arpo.tasks.loaders import DatasetConfig, load_tasks
 from arpo.tasks.record import Task
@@ -249,15 +249,8 @@ def _stream(config: ToolworldConfig, purpose: str) -> random.Random:
 def _run_with_progress(
     jobs: list[tuple[ToolworldTask, Behaviour]], tools: ToolBox, console: Console
 ) -> list[Demo]:
-    columns = (
-        TextColumn("toolworld: demonstrations"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, disable=console.quiet) as bar:
-        task = bar.add_task("", total=len(jobs))
-        return run_behaviours(jobs, tools, on_progress=lambda n: bar.advance(task, n))
+    with ProgressBar("toolworld: demonstrations", len(jobs), console=console) as bar:
+        return run_behaviours(jobs, tools, on_progress=bar.advance)
 
 
 def _manifest(
