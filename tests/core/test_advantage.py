@@ -1,3 +1,4 @@
+import math
 import statistics
 
 import pytest
@@ -8,10 +9,13 @@ from arpo.core.advantage import (
     OverlongConfig,
     TokenAdvantages,
     attribute,
+    entropy_balance,
+    entropy_moments,
     group_advantages,
     has_signal,
     overlong_penalty,
     token_moments,
+    trajectory_entropies,
     whiten_tokens,
 )
 from arpo.core.tree import FinishReason, Origin, RolloutTree, ToolCall
@@ -107,3 +111,63 @@ def test_hard_attribution_averages_shared_tokens_and_counts_them_once():
     assert b.advantages == [0, 0, 0.5] and b.weights == [0, 0, 1]
     with pytest.raises(ValueError, match="3 trajectories"):
         attribute(hand_tree(), [1.0], "hard")
+
+
+def entropy_tree(entropies: dict[int, list[float]]) -> RolloutTree:
+    """:func:`hand_tree` with the given sampling entropies on its model nodes a=1, c=3, d=4, b=5."""
+    tree = hand_tree()
+    for node_id, values in entropies.items():
+        tree.nodes[node_id].entropies[:] = values
+    return tree
+
+
+SPREAD = {1: [1.0, 3.0], 3: [2.0], 4: [0.0, 4.0], 5: [2.0]}
+
+
+def test_trajectory_entropies_align_with_tokens_and_copies_count_like_whitening():
+    tree = entropy_tree(SPREAD)
+    c, d, b = trajectory_entropies(tree)
+    assert c == [0, 0, 1, 3, 0, 2] and d == [0, 0, 1, 3, 0, 0, 4] and b == [0, 0, 2]
+    soft = entropy_moments(attribute(tree, [1.0, -0.5, 0.5], "soft"), [c, d, b])
+    assert soft == pytest.approx((8, 16, 1 + 9 + 4 + 1 + 9 + 0 + 16 + 4)), "a's tokens once per trajectory"
+    hard = entropy_moments(attribute(tree, [1.0, -0.5, 0.5], "hard"), [c, d, b])
+    assert hard == pytest.approx((6, 12, 1 + 9 + 4 + 0 + 16 + 4)), "a's tokens once in all (weights 1/2)"
+
+
+def test_entropy_balance_scales_soft_copies_by_the_entropy_z_score():
+    """Ã = A·(1 + a·z), z over the 8 soft copies' entropies [1, 3, 2 | 1, 3, 0, 4 | 2]."""
+    tree = entropy_tree(SPREAD)
+    entropies = trajectory_entropies(tree)
+    tokens = attribute(tree, [1.0, -0.5, 0.5], "soft")
+    mean, std = 2.0, statistics.stdev([1, 3, 2, 1, 3, 0, 4, 2])  # sqrt(12 / 7)
+    c, d, b = entropy_balance(tokens, entropies, entropy_moments(tokens, entropies), 0.5, 0.0)
+    factor = [1 + 0.5 * (h - mean) / std for h in (1, 3, 2, 0, 4)]
+    assert c.advantages == pytest.approx([0, 0, factor[0], factor[1], 0, factor[2]])
+    assert d.advantages == pytest.approx(
+        [0, 0, -0.5 * factor[0], -0.5 * factor[1], 0, -0.5 * factor[3], -0.5 * factor[4]]
+    )
+    assert b.advantages == pytest.approx([0, 0, 0.5 * factor[2]]) and b.weights == tokens[2].weights
+
+
+def test_entropy_balance_clamps_the_factor_at_zero_and_counts_hard_tokens_once():
+    """Hard: entropies [1, 3 | 2 | 0, 4 | 2] once each, μ = 2, σ = sqrt(10 / 5); a = 2: the factor
+    1 + 2·z is below 0 for H = 0 and H = 1 and is clamped, so no advantage changes sign."""
+    tree = entropy_tree(SPREAD)
+    entropies = trajectory_entropies(tree)
+    tokens = attribute(tree, [1.0, -0.5, 0.5], "hard")  # a: mean 0.25, weight 1/2
+    c, d, b = entropy_balance(tokens, entropies, entropy_moments(tokens, entropies), 2.0, 0.0)
+    root2 = math.sqrt(2)
+    assert c.advantages == pytest.approx([0, 0, 0, 0.25 * (1 + root2), 0, 1])
+    assert d.advantages == pytest.approx([0, 0, 0, 0.25 * (1 + root2), 0, 0, -0.5 * (1 + 2 * root2)])
+    assert b.advantages == pytest.approx([0, 0, 0.5]) and d.weights == tokens[1].weights
+
+
+def test_entropy_balance_leaves_equal_entropies_and_empty_batches_alone():
+    tree = entropy_tree({1: [1.5, 1.5], 3: [1.5], 4: [1.5, 1.5], 5: [1.5]})
+    entropies = trajectory_entropies(tree)
+    tokens = attribute(tree, [1.0, -0.5, 0.5], "soft")
+    for eps in (0.0, 1e-6):  # σ = 0: z = 0, a factor of 1 (the official code's std 0 → 1)
+        assert entropy_balance(tokens, entropies, entropy_moments(tokens, entropies), 0.2, eps) == tokens
+    assert entropy_balance(tokens, entropies, (0.0, 0.0, 0.0), 0.2, 0.0) == tokens
+    with pytest.raises(ValidationError):
+        AdvantageConfig(entropy_weight=-0.1)

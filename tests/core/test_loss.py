@@ -126,3 +126,31 @@ def test_hard_and_soft_differ_exactly_as_defined_on_a_hand_built_tree():
     assert flat_loss("soft", 1.5) == pytest.approx((2 * (-1.2 + 1.5) + (-1) + 2 * 1 + (-0.5)) / 8)
     # hard: the shared tokens carry A = 0, whatever the ratio
     assert flat_loss("hard", 1.5) == pytest.approx(0.5 / 6)
+
+
+def loss_and_gradient(ratios, advantages, scale, **config):
+    """(loss, clip fraction, ∂loss/∂log π per token) at the given ratios."""
+    new, old = as_logprobs(ratios)
+    new.requires_grad_(True)
+    adv = torch.tensor(advantages, dtype=torch.float64)
+    parts = policy_loss(new, old, adv, torch.full_like(adv, scale), PolicyLossConfig(**config))
+    parts.loss.backward()
+    return parts.loss.item(), parts.clip_fraction.item(), new.grad.tolist()
+
+
+def test_entropy_balanced_clip_keeps_the_loss_value_and_the_upper_clipped_gradient():
+    """AEPO's (1 + ε_high)·ρ/sg(ρ) upper bound: ∂ℓ/∂log π = −F·A with F = 1 + ε_high above the clip
+    for A > 0 (PPO: 0), 0 below it for A < 0 (as PPO), ρ in range (as PPO); times the scale s."""
+    ratios, adv = [1.0, 1.5, 0.5, 5.0, 0.7, 1.5], [1.0, 1.0, -1.0, -1.0, 1.0, -1.0]
+    ppo_loss, ppo_clipped, ppo_grad = loss_and_gradient(ratios, adv, 0.5)
+    loss, clipped, grad = loss_and_gradient(ratios, adv, 0.5, clip_gradient="entropy_balanced")
+    assert loss == ppo_loss == pytest.approx(0.5 * (-1.0 - 1.2 + 0.8 + 3.0 - 0.7 + 1.5))
+    assert clipped == ppo_clipped == pytest.approx(0.5 * 3), "values clipped: ρ=1.5 A>0, ρ=0.5 A<0, dual"
+    # ρ=1 A=1: −A·ρ·s | ρ=1.5 A=1: PPO 0, AEPO −(1+ε_h)·A·s | ρ=0.5 A=−1: 0 | dual clip: 0 |
+    # ρ=0.7 A=1 (A>0 is not clipped below): −A·ρ·s | ρ=1.5 A=−1 (not clipped above): −A·ρ·s
+    assert ppo_grad == pytest.approx([-0.5, 0.0, 0.0, 0.0, -0.35, 0.75])
+    assert grad == pytest.approx([-0.5, -1.2 * 0.5, 0.0, 0.0, -0.35, 0.75])
+    loss, clipped, grad = loss_and_gradient(
+        [1.5], [2.0], 1.0, clip_high=0.28, clip_gradient="entropy_balanced"
+    )
+    assert (loss, clipped, *grad) == pytest.approx((-2 * 1.28, 1.0, -2 * 1.28)), "F = 1 + ε_high = 1.28"

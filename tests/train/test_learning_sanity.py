@@ -5,7 +5,8 @@ read at the wrong position, an attribution or packing bug. Each problem starts f
 whose behaviour is known, has a reward whose optimum is known and reachable, and must reach a
 stated reward within a stated number of steps, for every combination of the trainer's main
 switches (GRPO and ARPO sampling, soft and hard attribution, tree and flat packing, 1 PPO epoch
-or 2 epochs of 2 mini-batches), plus the REINFORCE++ estimator and Dr. GRPO's aggregation.
+or 2 epochs of 2 mini-batches), plus the REINFORCE++ estimator, Dr. GRPO's aggregation and AEPO's
+loss-side options (entropy-aware advantage a = 0.2 and the entropy-balanced clip, 2 epochs).
 
 * **use the tool** (12 steps of 4 prompts × M = 8 trajectories, ARPO with N = 4, lr 1e-3): a
   policy fitted to demonstrations that call ``<calc>1+2</calc>``, read the result and answer ``3``
@@ -176,6 +177,15 @@ def test_learns_to_use_the_tool(tool_shy, tokenizer, tmp_path, n, attribution, p
     [
         pytest.param({"advantage": {"estimator": "reinforce_pp"}}, id="reinforce_pp"),
         pytest.param({"loss": {"aggregation": "seq-mean-token-sum-norm"}}, id="dr-grpo"),
+        pytest.param(  # 2 epochs of 2 mini-batches: ρ ≠ 1, so the clip's gradient matters
+            {
+                "advantage": {"entropy_weight": 0.2},
+                "loss": {"clip_gradient": "entropy_balanced"},
+                "ppo_epochs": 2,
+                "mini_batch_prompts": 2,
+            },
+            id="aepo",
+        ),
     ],
 )
 def test_other_estimators_learn_to_use_the_tool(tool_shy, tokenizer, tmp_path, train):

@@ -35,6 +35,31 @@ One prompt's tree is one group of G trajectories with scalar rewards r_1..r_G.
   d_n copies gets advantage Ā_n and weight 1/d_n, so the copies sum to one term.
 
 Soft copies get weight 1. The loss multiplies each token term by its weight (:mod:`arpo.core.loss`).
+
+**Entropy-aware advantage** (AEPO, arXiv 2510.14545, entropy-balanced policy optimization), on
+when ``entropy_weight`` a > 0 (AEPO: 0.2): every loss token copy c, with the sampling entropy H_c
+of its token, gets
+
+    Ã_c = A_c · max(0, 1 + a·z_c),   z_c = (H_c − μ_H) / (σ_H + ε),
+
+μ_H, σ_H the weighted mean and unbiased std of H over the batch's loss token copies, counted with
+their weights w_c as REINFORCE++'s whitening counts them (:func:`entropy_moments`; the sums span
+all processes). The moments thus describe the loss's own terms: with ``soft`` attribution a shared
+token is a term per trajectory (as in the official code, which trains on one row per trajectory),
+with ``hard`` one term in all. The factor is applied last, after the group advantages,
+attribution and REINFORCE++'s whitening, so that, as in the official code (which applies it inside
+the loss), it scales the estimator's final advantages and never changes their sign. Where this
+deviates from the official code, and why:
+
+* H is the *sampling* entropy recorded on the tree's model nodes, not the learner's entropy at each
+  mini-batch: the same value when π_old = π_θ (the learner scores the same tempered policy, and the
+  ``hf`` engine records exact entropies; ``vllm``'s are a top-k estimate), and a constant of the
+  step, like the advantage it scales, over several PPO epochs;
+* μ_H and σ_H span the step's whole batch, not a micro-batch, so the advantage does not depend on
+  the micro-batch size;
+* the factor is clamped at 0, so a token of very low entropy (z < −1/a) never flips its
+  advantage's sign; equal entropies (σ_H = 0) give z = 0, a factor of 1, as the official code's
+  std 0 → 1.
 """
 
 from __future__ import annotations
@@ -83,6 +108,12 @@ class AdvantageConfig(BaseModel):
         False, description="DAPO: drop groups whose correctness is the same for all trajectories."
     )
     overlong: OverlongConfig | None = Field(None, description="DAPO overlong penalty; off when unset.")
+    entropy_weight: float = Field(
+        0.0,
+        ge=0,
+        description="a: AEPO's entropy-aware advantage A·max(0, 1 + a·z), z the token's sampling-entropy "
+        "z-score over the batch; 0 = off (AEPO: 0.2).",
+    )
 
 
 def overlong_penalty(length: int, config: OverlongConfig) -> float:
@@ -164,16 +195,33 @@ def attribute(
     return out
 
 
-def token_moments(tokens: Sequence[TokenAdvantages]) -> tuple[float, float, float]:
-    """(Σ w, Σ w·a, Σ w·a²) over the loss-token copies of ``tokens`` (sum these over processes)."""
+def _moments(
+    tokens: Sequence[TokenAdvantages], values: Sequence[Sequence[float]]
+) -> tuple[float, float, float]:
+    """(Σ w, Σ w·v, Σ w·v²) of per-token ``values`` over the loss-token copies of ``tokens``."""
     total = first = second = 0.0
-    for trajectory in tokens:
-        for a, w in zip(trajectory.advantages, trajectory.weights, strict=True):
+    for trajectory, trajectory_values in zip(tokens, values, strict=True):
+        for v, w in zip(trajectory_values, trajectory.weights, strict=True):
             if w > 0:
                 total += w
-                first += w * a
-                second += w * a * a
+                first += w * v
+                second += w * v * v
     return total, first, second
+
+
+def _standardiser(moments: tuple[float, float, float], eps: float) -> tuple[float, float]:
+    """(μ, 1 / (σ + ε)) from ``moments`` (unbiased variance; 1 for a total weight ≤ 1; a zero
+    σ + ε gives a factor 0). The total weight must be > 0."""
+    total, first, second = moments
+    mean = first / total
+    variance = max(second - total * mean * mean, 0.0) / (total - 1) if total > 1 else 1.0
+    denominator = math.sqrt(variance) + eps
+    return mean, 1.0 / denominator if denominator > 0 else 0.0
+
+
+def token_moments(tokens: Sequence[TokenAdvantages]) -> tuple[float, float, float]:
+    """(Σ w, Σ w·a, Σ w·a²) over the loss-token copies of ``tokens`` (sum these over processes)."""
+    return _moments(tokens, [t.advantages for t in tokens])
 
 
 def whiten_tokens(
@@ -181,17 +229,55 @@ def whiten_tokens(
 ) -> list[TokenAdvantages]:
     """REINFORCE++'s token whitening A = (a − μ) / (σ + ε) with μ, σ from the batch's ``moments``
     (:func:`token_moments`, unbiased variance); tokens off the loss mask stay 0."""
-    total, first, second = moments
-    if total <= 0:
+    if moments[0] <= 0:
         return list(tokens)
-    mean = first / total
-    variance = max(second - total * mean * mean, 0.0) / (total - 1) if total > 1 else 1.0
-    denominator = math.sqrt(variance) + eps
-    scale = 1.0 / denominator if denominator > 0 else 0.0
+    mean, scale = _standardiser(moments, eps)
     return [
         TokenAdvantages(
             [(a - mean) * scale if w > 0 else 0.0 for a, w in zip(t.advantages, t.weights, strict=True)],
             list(t.weights),
         )
         for t in tokens
+    ]
+
+
+def trajectory_entropies(tree: RolloutTree) -> list[list[float]]:
+    """Sampling entropy of every token of each trajectory of ``tree`` (``tree.trajectories()``
+    order, aligned with its token ids); 0 on prompt and tool tokens."""
+    return [
+        [
+            h
+            for node in traj.nodes
+            for h in (node.entropies if node.role is Role.MODEL else [0.0] * len(node.token_ids))
+        ]
+        for traj in tree.trajectories()
+    ]
+
+
+def entropy_moments(
+    tokens: Sequence[TokenAdvantages], entropies: Sequence[Sequence[float]]
+) -> tuple[float, float, float]:
+    """(Σ w, Σ w·H, Σ w·H²) over the loss-token copies of ``tokens`` with their ``entropies``
+    (:func:`trajectory_entropies`; sum these over processes)."""
+    return _moments(tokens, entropies)
+
+
+def entropy_balance(
+    tokens: Sequence[TokenAdvantages],
+    entropies: Sequence[Sequence[float]],
+    moments: tuple[float, float, float],
+    weight: float,
+    eps: float,
+) -> list[TokenAdvantages]:
+    """AEPO's entropy-aware advantage Ã = A·max(0, 1 + a·(H − μ_H)/(σ_H + ε)) with μ_H, σ_H from
+    the batch's ``moments`` (:func:`entropy_moments`); weights unchanged."""
+    if moments[0] <= 0:
+        return list(tokens)
+    mean, scale = _standardiser(moments, eps)
+    return [
+        TokenAdvantages(
+            [a * max(0.0, 1.0 + weight * (h - mean) * scale) for a, h in zip(t.advantages, h_t, strict=True)],
+            list(t.weights),
+        )
+        for t, h_t in zip(tokens, entropies, strict=True)
     ]

@@ -6,7 +6,25 @@ Per token t of trajectory i, with ratio ρ = exp(log π_θ − log π_old) and a
     ℓ = min(ℓ, −c·A)   when A < 0                             dual clip, c > 1 (Ye et al. 2020,
                                                                arXiv 1912.09729)
 
-``clip_high > clip_low`` is DAPO's clip-higher (arXiv 2503.14476). The batch loss is a weighted sum
+``clip_high > clip_low`` is DAPO's clip-higher (arXiv 2503.14476).
+
+``clip_gradient: entropy_balanced`` is AEPO's entropy clipping-balanced clip (AEPO, arXiv
+2510.14545, entropy-balanced policy optimization): the upper bound becomes (1 + ε_high)·ρ/sg(ρ),
+with sg the stop-gradient, i.e. ℓ = max(−A·ρ, −A·clip(ρ, 1 − ε_low, (1 + ε_high)·ρ/sg(ρ))). Its
+value is 1 + ε_high, so the loss value is PPO's, but the clipped term keeps a gradient:
+
+    ∂ℓ/∂log π_θ = −F·A,   F = 1 + ε_high   if ρ > 1 + ε_high and A > 0   (PPO: F = 0)
+                          F = 0            if ρ < 1 − ε_low and A < 0    (as PPO)
+                          F = ρ            otherwise                     (as PPO)
+
+(and F = 0 where the dual clip binds, as PPO), so a token whose probability already rose past the
+clip still learns, at a bounded rate (AEPO's motivation: PPO's clip drops the gradient of the
+high-entropy, exploratory tokens first). As in the official code only the upper bound is treated, on every
+token (no entropy mask despite the name), and the dual clip still bounds A < 0 tokens. The clip
+fraction counts tokens whose loss *value* was clipped in both modes, so it is comparable across
+them; with ``entropy_balanced`` the upper-clipped A > 0 ones among them keep a gradient.
+
+The batch loss is a weighted sum
 
     L = Σ_{i,t} s_{i,t} · (ℓ_{i,t} + β_KL·KL_{i,t} − β_H·H_{i,t})
 
@@ -62,6 +80,11 @@ class PolicyLossConfig(BaseModel):
         0.0, ge=0, description="β_KL: weight of the KL to the frozen reference (0 = no reference)."
     )
     kl_estimator: Literal["k1", "k3"] = Field("k3", description="KL estimator per token.")
+    clip_gradient: Literal["ppo", "entropy_balanced"] = Field(
+        "ppo",
+        description="ppo: clipped tokens get no gradient; entropy_balanced: AEPO's stop-gradient upper "
+        "clip, A>0 tokens above 1+ε_high keep gradient (1+ε_high)·A (same loss value).",
+    )
     entropy_coef: float = Field(0.0, ge=0, description="β_H: entropy bonus weight.")
 
 
@@ -102,10 +125,15 @@ def token_scale(
 def clipped_pg_terms(
     logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, config: PolicyLossConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token clipped loss ℓ and a mask of tokens whose gradient the clip removed."""
+    """Per-token clipped loss ℓ and a mask of tokens whose loss value the clip changed (with
+    ``clip_gradient: ppo`` exactly those whose gradient it removed)."""
     ratio = torch.exp(logprobs - old_logprobs)
     unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1 - config.clip_low, 1 + config.clip_high)
+    upper = 1 + config.clip_high
+    bounded = torch.clamp(ratio, 1 - config.clip_low, upper)
+    if config.clip_gradient == "entropy_balanced":  # (1 + ε_high)·ρ/sg(ρ): value and ∂/∂log π 1 + ε_high
+        bounded = torch.where(ratio > upper, upper * torch.exp(logprobs - logprobs.detach()), bounded)
+    clipped = -advantages * bounded
     loss = torch.maximum(unclipped, clipped)
     was_clipped = clipped > unclipped
     if config.dual_clip is not None:

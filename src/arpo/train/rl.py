@@ -8,15 +8,16 @@ One training step (arXiv 2507.19849 §3; ARPO_REFERENCE.md §2 for the authors' 
    compute advantages per group (tree), dropping groups whose correctness does not vary with
    dynamic sampling;
 4. attribute them to tokens (``soft`` / ``hard``; REINFORCE++ whitens them over the batch's
-   tokens) and lay trajectories out as the learner's rows;
+   tokens; AEPO's entropy-aware advantage, if on, then scales each by its token's sampling-entropy
+   z-score over the batch) and lay trajectories out as the learner's rows;
 5. recompute the old log-probs with the learner (no gradient) — unless the batch makes exactly
    one optimizer step (one epoch, one mini-batch), where π_old = π_θ and the old log-probs are
    the current ones, detached (as verl does) —, and the reference log-probs when a KL term is
    used;
 6. for ``ppo_epochs`` passes over mini-batches of ``mini_batch_prompts`` trees (shuffled per
-   step): the clipped loss of :mod:`arpo.core.loss` with the mini-batch's aggregation scale,
-   accumulated over micro-batches of ``micro_batch_size`` rows, gradient clipping, one optimizer
-   step;
+   step): the clipped loss of :mod:`arpo.core.loss` (PPO's or AEPO's entropy-balanced clip
+   gradient) with the mini-batch's aggregation scale, accumulated over micro-batches of
+   ``micro_batch_size`` rows, gradient clipping, one optimizer step;
 7. step the LR schedule (once per training step), log metrics, checkpoint every ``save_every``.
 
 Budgets: each step logs what it spent (``rollout/tool_calls_executed``, ``rollout/engine_tokens``,
@@ -61,10 +62,13 @@ from arpo.core.advantage import (
     AdvantageConfig,
     TokenAdvantages,
     attribute,
+    entropy_balance,
+    entropy_moments,
     group_advantages,
     has_signal,
     overlong_penalty,
     token_moments,
+    trajectory_entropies,
     whiten_tokens,
 )
 from arpo.core.logits import PolicyView, tokenizer_vocab_size
@@ -226,6 +230,18 @@ class RLTrainer(TrainLoop):
         if cfg.estimator == "reinforce_pp":  # whitened over the tokens of every process's batch
             moments = self.all_sum(*token_moments([t for _, group in attributed for t in group]))
             attributed = [(g, whiten_tokens(group, moments, cfg.eps)) for g, group in attributed]
+        if cfg.entropy_weight > 0:  # AEPO: z-scored over the tokens of every process's batch
+            entropies = {g: trajectory_entropies(trees[g]) for g, _ in attributed}
+            moments = self.all_sum(
+                *entropy_moments(
+                    [t for _, group in attributed for t in group],
+                    [h for g, _ in attributed for h in entropies[g]],
+                )
+            )
+            attributed = [
+                (g, entropy_balance(group, entropies[g], moments, cfg.entropy_weight, cfg.eps))
+                for g, group in attributed
+            ]
         rows: list[LearnerRow] = []
         rows_by_group: dict[int, list[int]] = {}
         for g, tokens_by_trajectory in attributed:
