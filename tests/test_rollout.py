@@ -310,3 +310,50 @@ def test_rollout_config_rejects_bad_values():
         RolloutConfig(result_template="<result></result>")
     with pytest.raises(ValueError, match="top_p"):
         RolloutConfig(top_p=0)
+
+
+@pytest.mark.parametrize(("m", "beta", "seed"), [(8, 0.5, 0), (8, 200.0, 1), (6, 60.0, 2), (4, 0.0, 3)])
+def test_pre_monitor_splits_m_from_the_monitoring_sample(tool_caller, tokenizer, prompts, m, beta, seed):
+    k = 4
+    config = make_config(
+        rollouts_per_prompt=m, initial_rollouts=1, entropy_window=k, pre_monitor={"beta": beta}, budget=60
+    )
+    batch = rollout(tool_caller, tokenizer, prompts, config, seed=seed)
+    for tree in batch.trees:
+        assert len(tree.leaves()) == m
+        split = tree.meta["pre_monitor"]
+        monitor = next(n for n in tree.nodes if n.origin is Origin.INITIAL)  # the first path started
+        path_nodes = [n for n in tree.nodes if n.role is Role.MODEL and monitor in n.path()]
+        log_v = math.log(tree.vocab_size)
+        assert split["h_root"] == pytest.approx(
+            sum(monitor.entropies[:k]) / len(monitor.entropies[:k]) / log_v
+        )
+        after = [n for n in path_nodes if n.parent.role is Role.TOOL and n.origin is None]
+        if after and split["h_tool"] is not None:
+            means = [sum(n.entropies[:k]) / len(n.entropies[:k]) / log_v for n in after if n.entropies]
+            assert split["h_tool"] == pytest.approx(sum(means) / len(means))
+        expected = m / (1 + math.exp(-beta * (split["h_root"] - (split["h_tool"] or split["h_root"]))))
+        assert split["initial_rollouts"] == min(max(math.floor(expected + 0.5), 1), m)
+        assert started(tree, Origin.INITIAL) == split["initial_rollouts"]
+        monitor_tools = [n for n in tree.nodes if n.role is Role.TOOL and monitor in n.path()]
+        assert all(t.decision is None for t in monitor_tools), "the monitoring sample never branches"
+    assert any(t.meta["pre_monitor"]["h_tool"] is not None for t in batch.trees), "the monitor called tools"
+
+
+def test_consecutive_penalty_records_the_streak_and_damps_the_score(tool_caller, tokenizer, prompts):
+    config = make_config(
+        rollouts_per_prompt=16, initial_rollouts=2, alpha=1.0, beta=0.0, consecutive_penalty=0.3, budget=80
+    )
+    batch = rollout(tool_caller, tokenizer, prompts, config)
+    streaks = [d.streak for d in decisions(batch)]
+    assert max(streaks) >= 1, "with α = 1 a path that branched meets another tool result"
+    for tree in batch.trees:
+        for tool in (n for n in tree.nodes if n.decision is not None):
+            earlier = [n for n in tool.path()[:-1] if n.role is Role.TOOL]
+            streak = 0
+            for node in reversed(earlier):
+                if node.decision is None or not node.decision.branch:
+                    break
+                streak += 1
+            assert tool.decision.streak == streak
+            assert tool.decision.score == pytest.approx(max(0.0, 1.0 - 0.3 * streak))

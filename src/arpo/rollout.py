@@ -35,6 +35,12 @@ cached state at the tool-result boundary (nothing recomputed), each sampling its
 continuation from the next round on. The decision is recorded on the tool node. A prompt whose
 paths have all ended with fewer than M leaves starts the missing ones together, as fresh samples
 forked from the cached prompt.
+
+AEPO's options (:mod:`arpo.core.branching`): with ``consecutive_penalty`` the score of a decision
+is damped by the branchings just before it on the path (l is recorded on the decision); with
+``pre_monitor`` each prompt starts one initial sample, which takes no decisions, and when it ends
+its entropies set m (recorded in the tree's ``meta["pre_monitor"]``) and the other m − 1 initial
+samples start together.
 """
 
 from __future__ import annotations
@@ -47,7 +53,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from arpo.core.answer_format import extract_call
-from arpo.core.branching import BranchingConfig, branch_score, copies_to_fork, should_branch
+from arpo.core.branching import (
+    BranchingConfig,
+    branch_score,
+    copies_to_fork,
+    initial_split,
+    should_branch,
+)
 from arpo.core.entropy import normalised_window_mean
 from arpo.core.tree import BranchDecision, FinishReason, Node, Origin, Role, RolloutTree, ToolCall
 from arpo.core.tree_stats import summarize_trees
@@ -158,10 +170,11 @@ class ArpoRollout:
         ]
         roots = [gen.add_path(p) for p in prompts]
         gen.prefill(roots)  # each prompt is computed once, then shared by all its paths
+        first = 1 if cfg.branching.pre_monitor is not None else cfg.branching.initial_rollouts
         active = [
             self._start(tree, root, Origin.INITIAL)
             for tree, root in zip(trees, roots, strict=True)
-            for _ in range(cfg.branching.initial_rollouts)
+            for _ in range(first)
         ]
         round_index = 0
         while active:
@@ -171,6 +184,11 @@ class ArpoRollout:
             active = self._round(active, rng)
             for tree, root in zip(trees, roots, strict=True):
                 if not any(p.tree is tree for p in active):
+                    if _monitoring(tree, cfg.branching):
+                        m = self._split(tree)
+                        active += [self._start(tree, root, Origin.INITIAL) for _ in range(m - 1)]
+                        if m > 1:
+                            continue
                     missing = cfg.branching.rollouts_per_prompt - _paths_started(tree)
                     active += [self._start(tree, root, Origin.FILL) for _ in range(missing)]
         for root in roots:
@@ -184,6 +202,22 @@ class ArpoRollout:
             engine_tokens=cost.prefill_tokens + cost.decode_tokens,
         )
         return RolloutBatch(trees, stats)
+
+    def _split(self, tree: RolloutTree) -> int:
+        """AEPO's m from the tree's monitoring sample (its only path so far), recorded in the meta."""
+        bcfg, vocab = self.config.branching, tree.vocab_size
+        model = [n for n in tree.nodes if n.role is Role.MODEL]
+        h_root = normalised_window_mean(model[0].entropies, vocab, bcfg.entropy_window) or 0.0
+        after = [
+            normalised_window_mean(n.entropies, vocab, bcfg.entropy_window)
+            for n in model
+            if n.parent is not None and n.parent.role is Role.TOOL
+        ]
+        after = [h for h in after if h is not None]
+        h_tool = sum(after) / len(after) if after else None
+        m = initial_split(bcfg, h_root, h_tool)
+        tree.meta["pre_monitor"] = {"h_root": h_root, "h_tool": h_tool, "initial_rollouts": m}
+        return m
 
     def _start(self, tree: RolloutTree, root: int, origin: Origin) -> _Path:
         handle = self.generator.fork(root, len(tree.root.token_ids))
@@ -222,15 +256,18 @@ class ArpoRollout:
         tool = node.parent
         if node.origin is not None or tool is None or tool.role is not Role.TOOL or tool.decision is not None:
             return []
+        if _monitoring(path.tree, bcfg):  # the branch budget is unknown until the monitor ends
+            return []
         first = next(n for n in node.path() if n.role is Role.MODEL)
         h_init = normalised_window_mean(first.entropies, path.tree.vocab_size, bcfg.entropy_window)
         h_after = normalised_window_mean(node.entropies, path.tree.vocab_size, bcfg.entropy_window)
         if h_init is None or h_after is None:
             return []
-        score = branch_score(bcfg, h_init, h_after)
+        streak = _branch_streak(tool)
+        score = branch_score(bcfg, h_init, h_after, streak)
         branch = should_branch(bcfg, score, rng)
         copies = copies_to_fork(bcfg, _paths_started(path.tree)) if branch else 0
-        tool.decision = BranchDecision(h_init, h_after, score, branch, copies)
+        tool.decision = BranchDecision(h_init, h_after, score, branch, copies, streak)
         boundary = sum(len(n.token_ids) for n in tool.path())
         return [
             _Path(
@@ -286,6 +323,23 @@ def _response_length(node: Node) -> int:
 def _tool_calls_made(node: Node) -> int:
     """Tool results on the path that were not refusals (executed, failed or malformed calls)."""
     return sum(n.tool_call is not None and n.tool_call.status != ToolStatus.LIMIT.value for n in node.path())
+
+
+def _monitoring(tree: RolloutTree, config: BranchingConfig) -> bool:
+    """Whether the tree waits for its pre-monitoring sample (AEPO) before the split is known."""
+    return config.pre_monitor is not None and "pre_monitor" not in tree.meta
+
+
+def _branch_streak(tool: Node) -> int:
+    """l: tool results immediately before ``tool`` on its path whose decision was to branch."""
+    streak = 0
+    for node in reversed(tool.path()[:-1]):
+        if node.role is not Role.TOOL:
+            continue
+        if node.decision is None or not node.decision.branch:
+            break
+        streak += 1
+    return streak
 
 
 def _paths_started(tree: RolloutTree) -> int:

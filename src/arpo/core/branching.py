@@ -19,10 +19,42 @@ fewer than M, the missing ones start together as fresh full samples. N = M is pl
 Unlike the reference code, H_init is per trajectory and per rollout call (a branch keeps the
 H_init of the trajectory it forked from), and ΔH uses the tokens after *this* tool result
 (ARPO_REFERENCE.md §9.1–9.2).
+
+**AEPO options** (Agentic Entropy-Balanced Policy Optimization, arXiv 2510.14545, same authors;
+"dynamic entropy-balanced rollout"). Both are off by default.
+
+* *Consecutive high-entropy branching penalty.* AEPO observes that ARPO piles its branches onto a
+  few trajectories: a path that branched once tends to branch again. With l the number of tool
+  results immediately before this one on the path whose decision was to branch (consecutive,
+  counted back from the latest), the score becomes
+
+      score = (α + β·ΔH) · max(0, 1 − P̂(l)),    P̂(l) = γ_p · l     (``consecutive_penalty`` = γ_p)
+
+  AEPO's code uses γ_p = 0.05 with l counted per *prompt* (rounds in a row in which the prompt
+  added any path, fresh fills included); here l is counted along the path, as the paper describes
+  it ("consecutive high-entropy branching" of one trajectory).
+* *Entropy pre-monitoring* (``pre_monitor``) splits the budget of M paths between initial samples
+  and branches from the question's entropy against the tools' entropy:
+
+      m = clamp(⌊M · σ(β_m · (H_root − H̄_tool)) + ½⌋, 1, M)
+
+  with σ the logistic function, H_root the normalised window mean of the first k tokens of a
+  monitoring sample and H̄_tool the mean over that sample's tool results of the first k tokens
+  generated after each (H̄_tool = H_root when it called no tool, giving m = M/2). A question whose
+  own uncertainty dominates gets more independent samples; one whose tool results raise the
+  uncertainty leaves more of the budget to branches. The monitoring sample is the first initial
+  sample, run alone and *kept* as one of the m (AEPO's code runs it separately and discards it,
+  spending a full trajectory and its tool calls per prompt); it takes no branching decisions,
+  since the branch budget M − m is unknown until it ends. The other m − 1 initial samples start
+  when it ends, so a prompt's rollout takes about twice as many rounds. AEPO's code rounds
+  ⌊M·σ⌋ + 1 (M/2 + 1 at σ = ½), and uses β_m = 0.5 on unnormalised-scale differences; with
+  normalised entropies (differences of a few hundredths) β_m = 0.5 leaves m ≈ M/2, so β_m is a
+  knob here.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from enum import Enum
 
@@ -32,6 +64,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class BranchRule(str, Enum):
     STOCHASTIC = "stochastic"
     THRESHOLD = "threshold"
+
+
+class PreMonitorConfig(BaseModel):
+    """AEPO's entropy pre-monitoring: the initial/branch split m per prompt (module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    beta: float = Field(
+        0.5, ge=0, description="β_m: sensitivity of m = M·σ(β_m·(H_root − H̄_tool)) (AEPO's code: 0.5)."
+    )
 
 
 class BranchingConfig(BaseModel):
@@ -52,6 +94,17 @@ class BranchingConfig(BaseModel):
         description="stochastic: branch with probability clip(α+β·ΔH, 0, 1); threshold: iff α+β·ΔH > τ.",
     )
     threshold: float = Field(0.5, description="τ for the threshold rule.")
+    consecutive_penalty: float = Field(
+        0.0,
+        ge=0,
+        description="AEPO γ_p: score × max(0, 1 − γ_p·l), l = consecutive branchings just before on the "
+        "path (AEPO's code: 0.05; 0 = off).",
+    )
+    pre_monitor: PreMonitorConfig | None = Field(
+        None,
+        description="AEPO entropy pre-monitoring: a first sample per prompt sets the number of initial "
+        "samples m (initial_rollouts is then unused); null = off.",
+    )
 
     @model_validator(mode="after")
     def _initial_within_budget(self) -> BranchingConfig:
@@ -63,9 +116,24 @@ class BranchingConfig(BaseModel):
         return self
 
 
-def branch_score(config: BranchingConfig, h_init: float, h_after: float) -> float:
-    """score = α + β·(H_after − H_init)."""
-    return config.alpha + config.beta * (h_after - h_init)
+def branch_score(config: BranchingConfig, h_init: float, h_after: float, streak: int = 0) -> float:
+    """score = (α + β·(H_after − H_init)) · max(0, 1 − γ_p·l), with l = ``streak`` (AEPO's penalty;
+    γ_p = 0 gives ARPO's score)."""
+    score = config.alpha + config.beta * (h_after - h_init)
+    if config.consecutive_penalty > 0:
+        score *= max(0.0, 1.0 - config.consecutive_penalty * streak)
+    return score
+
+
+def initial_split(config: BranchingConfig, h_root: float, h_tool: float | None) -> int:
+    """AEPO's m = clamp(⌊M·σ(β_m·(H_root − H̄_tool)) + ½⌋, 1, M); ``h_tool`` None means no tool result
+    (σ(0) = ½)."""
+    if config.pre_monitor is None:
+        raise ValueError("initial_split needs branching.pre_monitor")
+    difference = 0.0 if h_tool is None else h_root - h_tool
+    share = 1.0 / (1.0 + math.exp(-config.pre_monitor.beta * difference))
+    m = config.rollouts_per_prompt
+    return min(max(math.floor(m * share + 0.5), 1), m)
 
 
 def should_branch(config: BranchingConfig, score: float, rng: random.Random) -> bool:

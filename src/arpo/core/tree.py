@@ -75,11 +75,13 @@ class BranchDecision:
     h_after: float
     """Mean normalised entropy of the first k tokens generated after this tool result."""
     score: float
-    """α + β·(h_after − h_init)."""
+    """(α + β·(h_after − h_init))·max(0, 1 − γ_p·streak); γ_p = 0 without AEPO's penalty."""
     branch: bool
     """The rule's outcome."""
     copies: int
     """Copies forked here: Z when ``branch``, fewer when the prompt was close to its M paths."""
+    streak: int = 0
+    """l: branchings just before this tool result on the path (AEPO's consecutive penalty)."""
 
     @property
     def delta(self) -> float:

@@ -9,6 +9,7 @@
   what sampling each trajectory alone would have issued); ``tool_calls_per_trajectory`` is its
   mean per trajectory;
 * ``branches``: model nodes that start a branch; ``fills``: fresh samples added to reach M;
+  ``initial_per_prompt``: mean number of initial samples per tree (N, or AEPO's m per prompt);
 * ``branch_depth_hist``: branches by the index of the tool result they forked after (1 = first);
 * ``branch_top3_share``: per tree, branches are attributed to the full sample (initial or fill)
   whose subtree holds them; the share held by each tree's 3 most-branched samples, pooled over
@@ -40,7 +41,7 @@ def summarize_trees(trees: Sequence[RolloutTree], entropy_window: int) -> dict[s
     finish: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     depth_hist: Counter[int] = Counter()
-    branches = fills = top3 = decisions = positive = 0
+    branches = fills = initial = top3 = decisions = positive = 0
     before, after, deltas = [], [], []
     for tree in trees:
         trajectories = tree.trajectories()
@@ -54,8 +55,8 @@ def summarize_trees(trees: Sequence[RolloutTree], entropy_window: int) -> dict[s
         per_sample: Counter[int] = Counter()
         log_v = math.log(tree.vocab_size)
         for node in tree.nodes:
-            if node.origin is Origin.FILL:
-                fills += 1
+            fills += node.origin is Origin.FILL
+            initial += node.origin is Origin.INITIAL
             if node.origin is Origin.BRANCH:
                 branches += 1
                 path = node.path()
@@ -84,6 +85,7 @@ def summarize_trees(trees: Sequence[RolloutTree], entropy_window: int) -> dict[s
         "branches": branches,
         "branches_per_prompt": branches / len(trees) if trees else 0.0,
         "fills": fills,
+        "initial_per_prompt": initial / len(trees) if trees else 0.0,
         "branch_depth_hist": dict(sorted(depth_hist.items())),
         "branch_top3_share": top3 / branches if branches else None,
         "decisions": decisions,
