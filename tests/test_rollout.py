@@ -352,7 +352,7 @@ def test_consecutive_penalty_records_the_streak_and_damps_the_score(tool_caller,
             earlier = [n for n in tool.path()[:-1] if n.role is Role.TOOL]
             streak = 0
             for node in reversed(earlier):
-                if node.decision is None or not node.decision.branch:
+                if node.decision is None or node.decision.copies == 0:
                     break
                 streak += 1
             assert tool.decision.streak == streak

@@ -331,12 +331,12 @@ def _monitoring(tree: RolloutTree, config: BranchingConfig) -> bool:
 
 
 def _branch_streak(tool: Node) -> int:
-    """l: tool results immediately before ``tool`` on its path whose decision was to branch."""
+    """l: tool results immediately before ``tool`` on its path where the path branched (copies forked)."""
     streak = 0
     for node in reversed(tool.path()[:-1]):
         if node.role is not Role.TOOL:
             continue
-        if node.decision is None or not node.decision.branch:
+        if node.decision is None or node.decision.copies == 0:
             break
         streak += 1
     return streak

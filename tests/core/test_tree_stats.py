@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from arpo.core.tree import FinishReason, Origin, RolloutTree, ToolCall
+from arpo.core.tree import BranchDecision, FinishReason, Origin, RolloutTree, ToolCall
 from arpo.core.tree_stats import summarize_trees
 
 
@@ -49,3 +49,34 @@ def test_executed_survives_serialisation():
     tree = RolloutTree.from_dict(json.loads(shared_call_tree().to_json()))
     assert [n.tool_call.executed for n in tree.nodes if n.tool_call] == [True, False]
     assert summarize_trees([tree], entropy_window=2)["tool_calls_executed"] == 1
+
+
+def branched_tree(branches_per_sample: list[int]) -> RolloutTree:
+    """One initial sample per entry, each calling a tool once; entry i gets that many branches
+    forked after its tool result (the first with decision streak 0, each later one with streak 1)."""
+    tree = RolloutTree([1], vocab_size=64)
+    for count in branches_per_sample:
+        sample = tree.add_model(tree.root, Origin.INITIAL)
+        sample.append([10], [0.0], [1.0])
+        tool = tree.add_tool(sample, [50], ToolCall("search", "q", "ok"))
+        tool.decision = BranchDecision(0.1, 0.2, 0.52, count > 0, count, streak=0)
+        for _ in range(count):
+            tree.add_model(tool, Origin.BRANCH).append([11], [0.0], [1.0])
+    return tree
+
+
+def test_branch_spread_top3_share_and_streak_on_hand_built_trees():
+    piled = summarize_trees([branched_tree([3, 0, 0, 0])], entropy_window=2)
+    assert piled["branch_top3_share"] == 1.0
+    assert piled["branch_spread"] == 1 / 3  # 3 branches could reach 3 samples; they reach 1
+    spread = summarize_trees([branched_tree([1, 1, 1, 0])], entropy_window=2)
+    assert spread["branch_top3_share"] == 1.0, "top-3 share cannot tell 3 branches apart"
+    assert spread["branch_spread"] == 1.0
+    pooled = summarize_trees([branched_tree([3, 0, 0, 0]), branched_tree([2, 2, 1, 1])], entropy_window=2)
+    assert pooled["branch_spread"] == (1 + 4) / (3 + 4)
+    assert pooled["branch_top3_share"] == (3 + 5) / (3 + 6)
+    assert summarize_trees([branched_tree([0, 0])], entropy_window=2)["branch_spread"] is None
+    tree = branched_tree([1, 0])
+    tool = next(n for n in tree.nodes if n.decision is not None)
+    tool.decision.streak = 2
+    assert summarize_trees([tree], entropy_window=2)["branch_streak_mean"] == (2 + 0) / 2

@@ -25,8 +25,8 @@ H_init of the trajectory it forked from), and ΔH uses the tokens after *this* t
 
 * *Consecutive high-entropy branching penalty.* AEPO observes that ARPO piles its branches onto a
   few trajectories: a path that branched once tends to branch again. With l the number of tool
-  results immediately before this one on the path whose decision was to branch (consecutive,
-  counted back from the latest), the score becomes
+  results immediately before this one on the path where it branched (copies were forked;
+  consecutive, counted back from the latest), the score becomes
 
       score = (α + β·ΔH) · max(0, 1 − P̂(l)),    P̂(l) = γ_p · l     (``consecutive_penalty`` = γ_p)
 

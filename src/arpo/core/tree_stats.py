@@ -13,7 +13,13 @@
 * ``branch_depth_hist``: branches by the index of the tool result they forked after (1 = first);
 * ``branch_top3_share``: per tree, branches are attributed to the full sample (initial or fill)
   whose subtree holds them; the share held by each tree's 3 most-branched samples, pooled over
-  the batch (AEPO, arXiv 2510.14545, reports ARPO piling most branches onto 1–3 trajectories);
+  the batch (AEPO, arXiv 2510.14545, reports ARPO piling most branches onto 1–3 trajectories).
+  With 3 or fewer branches per tree this share is 1 whatever their spread, so also
+  ``branch_spread`` = Σ_trees D / Σ_trees min(B, S): D full samples holding at least one of the
+  tree's B branches, out of the most that B branches could reach among its S full samples
+  (1 = every branch on a different sample, 1/min(B, S) = all on one);
+* ``branch_streak_mean``: mean over branching decisions of l, the branchings just before the
+  decision on its path (what AEPO's consecutive-branching penalty acts on);
 * ``entropy_before_tool`` / ``entropy_after_tool``: mean normalised entropy H/ln|V| of the last k
   model tokens before each tool call and of the first k model tokens after each tool result
   (every node counted once, however many trajectories share it) — the signal ARPO branches on.
@@ -41,8 +47,8 @@ def summarize_trees(trees: Sequence[RolloutTree], entropy_window: int) -> dict[s
     finish: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     depth_hist: Counter[int] = Counter()
-    branches = fills = initial = top3 = decisions = positive = 0
-    before, after, deltas = [], [], []
+    branches = fills = initial = top3 = decisions = positive = reached = reachable = 0
+    before, after, deltas, streaks = [], [], [], []
     for tree in trees:
         trajectories = tree.trajectories()
         leaves.append(len(trajectories))
@@ -74,7 +80,11 @@ def summarize_trees(trees: Sequence[RolloutTree], entropy_window: int) -> dict[s
                 decisions += 1
                 positive += node.decision.branch
                 deltas.append(node.decision.delta)
+                streaks.append(node.decision.streak)
         top3 += sum(count for _, count in per_sample.most_common(3))
+        reached += len(per_sample)
+        samples = sum(n.origin in (Origin.INITIAL, Origin.FILL) for n in tree.nodes)
+        reachable += min(sum(per_sample.values()), samples)
     return {
         "prompts": len(trees),
         "trajectories": sum(leaves),
@@ -88,6 +98,8 @@ def summarize_trees(trees: Sequence[RolloutTree], entropy_window: int) -> dict[s
         "initial_per_prompt": initial / len(trees) if trees else 0.0,
         "branch_depth_hist": dict(sorted(depth_hist.items())),
         "branch_top3_share": top3 / branches if branches else None,
+        "branch_spread": reached / reachable if reachable else None,
+        "branch_streak_mean": _mean(streaks),
         "decisions": decisions,
         "decisions_positive": positive,
         "mean_delta_entropy": _mean(deltas),
