@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -91,7 +92,8 @@ def base_config(sft_steps: int, rl_steps: int) -> DemoConfig:
 
 def arm_config(demo: DemoConfig, overrides: list[str], seed: int, save_every: int) -> RLConfig:
     data = deep_merge(demo.rl.model_dump(mode="json"), parse_overrides(overrides))
-    data.update(seed=seed, save_every=save_every, keep_checkpoints=-(-demo.rl.steps // save_every))
+    # every scheduled checkpoint, plus room for the one an interrupted run writes on SIGTERM
+    data.update(seed=seed, save_every=save_every, keep_checkpoints=-(-demo.rl.steps // save_every) + 2)
     return RLConfig.model_validate(data)
 
 
@@ -192,9 +194,10 @@ def train_and_eval(
     console: Console,
 ) -> dict[str, Any]:
     """Train (or reuse) one run and evaluate every saved checkpoint on the held-out tasks."""
-    run_dir = out / "runs" / f"{arm}-seed{seed}"
+    run_dir, evals = out / "runs" / f"{arm}-seed{seed}", out / "eval" / f"{arm}-seed{seed}"
     config = arm_config(demo, ARMS[arm], seed, save_every)
     if not finished(run_dir, config.steps):
+        shutil.rmtree(evals, ignore_errors=True)  # evaluations of an earlier run of this name
         job = RLJobConfig(
             run_dir=str(run_dir),
             model=PolicyConfig(name=str(out / "sft")),
@@ -211,7 +214,7 @@ def train_and_eval(
             raise FileNotFoundError(
                 f"{folder} is missing: delete {run_dir} to train it again with --save-every {save_every}"
             )
-        accuracy = evaluate(folder, env, out / "eval" / f"{arm}-seed{seed}" / f"step-{step}", demo, console)
+        accuracy = evaluate(folder, env, evals / f"step-{step}", demo, console)
         held_out.append([step, calls[step], accuracy["all"]])
     return run_summary(rows, accuracy, held_out)
 

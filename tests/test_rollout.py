@@ -328,12 +328,13 @@ def test_pre_monitor_splits_m_from_the_monitoring_sample(tool_caller, tokenizer,
         assert split["h_root"] == pytest.approx(
             sum(monitor.entropies[:k]) / len(monitor.entropies[:k]) / log_v
         )
-        after = [n for n in path_nodes if n.parent.role is Role.TOOL and n.origin is None]
+        after = [n for n in path_nodes if n.parent.tool_call is not None and n.parent.tool_call.executed]
         if after and split["h_tool"] is not None:
             means = [sum(n.entropies[:k]) / len(n.entropies[:k]) / log_v for n in after if n.entropies]
             assert split["h_tool"] == pytest.approx(sum(means) / len(means))
-        expected = m / (1 + math.exp(-beta * (split["h_root"] - (split["h_tool"] or split["h_root"]))))
-        assert split["initial_rollouts"] == min(max(math.floor(expected + 0.5), 1), m)
+        difference = 0.0 if split["h_tool"] is None else split["h_root"] - split["h_tool"]
+        expected = m / (1 + math.exp(-beta * difference))
+        assert split["initial_rollouts"] == min(max(math.floor(expected + 0.5), 2), m)
         assert started(tree, Origin.INITIAL) == split["initial_rollouts"]
         monitor_tools = [n for n in tree.nodes if n.role is Role.TOOL and monitor in n.path()]
         assert all(t.decision is None for t in monitor_tools), "the monitoring sample never branches"

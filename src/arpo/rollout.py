@@ -207,11 +207,11 @@ class ArpoRollout:
         """AEPO's m from the tree's monitoring sample (its only path so far), recorded in the meta."""
         bcfg, vocab = self.config.branching, tree.vocab_size
         model = [n for n in tree.nodes if n.role is Role.MODEL]
-        h_root = normalised_window_mean(model[0].entropies, vocab, bcfg.entropy_window) or 0.0
+        h_root = normalised_window_mean(model[0].entropies, vocab, bcfg.entropy_window)
         after = [
             normalised_window_mean(n.entropies, vocab, bcfg.entropy_window)
             for n in model
-            if n.parent is not None and n.parent.role is Role.TOOL
+            if n.parent is not None and n.parent.tool_call is not None and n.parent.tool_call.executed
         ]
         after = [h for h in after if h is not None]
         h_tool = sum(after) / len(after) if after else None

@@ -51,32 +51,56 @@ def test_executed_survives_serialisation():
     assert summarize_trees([tree], entropy_window=2)["tool_calls_executed"] == 1
 
 
-def branched_tree(branches_per_sample: list[int]) -> RolloutTree:
-    """One initial sample per entry, each calling a tool once; entry i gets that many branches
-    forked after its tool result (the first with decision streak 0, each later one with streak 1)."""
+def branched_tree(events_per_sample: list[int], fill: bool = False) -> RolloutTree:
+    """One initial sample per entry. A sample with e > 0 branches e times in a chain: its tool
+    result forks one copy, whose own tool result forks the next, and so on (e events, e branches);
+    a sample with e = 0 calls a tool once and decides not to branch. ``fill`` adds a fresh sample
+    that decides too (with no budget left: 0 copies)."""
     tree = RolloutTree([1], vocab_size=64)
-    for count in branches_per_sample:
+
+    def call(parent, copies: int):
+        tool = tree.add_tool(parent, [50], ToolCall("search", "q", "ok"))
+        tool.decision = BranchDecision(0.1, 0.2, 0.52, copies > 0, copies)
+        return tool
+
+    for events in events_per_sample:
         sample = tree.add_model(tree.root, Origin.INITIAL)
         sample.append([10], [0.0], [1.0])
-        tool = tree.add_tool(sample, [50], ToolCall("search", "q", "ok"))
-        tool.decision = BranchDecision(0.1, 0.2, 0.52, count > 0, count, streak=0)
-        for _ in range(count):
-            tree.add_model(tool, Origin.BRANCH).append([11], [0.0], [1.0])
+        tool = call(sample, min(events, 1))
+        for left in range(events, 0, -1):
+            branch = tree.add_model(tool, Origin.BRANCH)
+            branch.append([11], [0.0], [1.0])
+            if left > 1:
+                tool = call(branch, 1)
+    if fill:
+        call(tree.add_model(tree.root, Origin.FILL), 0)
     return tree
 
 
 def test_branch_spread_top3_share_and_streak_on_hand_built_trees():
     piled = summarize_trees([branched_tree([3, 0, 0, 0])], entropy_window=2)
+    assert piled["branches"] == 3
     assert piled["branch_top3_share"] == 1.0
-    assert piled["branch_spread"] == 1 / 3  # 3 branches could reach 3 samples; they reach 1
+    assert piled["branch_spread"] == 1 / 3  # 3 events could reach 3 of the 4 deciding samples; they reach 1
     spread = summarize_trees([branched_tree([1, 1, 1, 0])], entropy_window=2)
     assert spread["branch_top3_share"] == 1.0, "top-3 share cannot tell 3 branches apart"
     assert spread["branch_spread"] == 1.0
     pooled = summarize_trees([branched_tree([3, 0, 0, 0]), branched_tree([2, 2, 1, 1])], entropy_window=2)
     assert pooled["branch_spread"] == (1 + 4) / (3 + 4)
     assert pooled["branch_top3_share"] == (3 + 5) / (3 + 6)
+    fills_excluded = summarize_trees([branched_tree([3, 0], fill=True)], entropy_window=2)
+    assert fills_excluded["branch_spread"] == 1 / 2, "a fill cannot branch: 2 deciding samples, not 3"
     assert summarize_trees([branched_tree([0, 0])], entropy_window=2)["branch_spread"] is None
     tree = branched_tree([1, 0])
     tool = next(n for n in tree.nodes if n.decision is not None)
     tool.decision.streak = 2
     assert summarize_trees([tree], entropy_window=2)["branch_streak_mean"] == (2 + 0) / 2
+
+
+def test_a_decision_forking_z_copies_is_one_branching_event():
+    tree = branched_tree([1, 1, 0])
+    tool = next(n for n in tree.nodes if n.decision is not None)
+    tree.add_model(tool, Origin.BRANCH).append([12], [0.0], [1.0])  # Z = 2 at the first sample's call
+    tool.decision.copies = 2
+    stats = summarize_trees([tree], entropy_window=2)
+    assert (stats["branches"], stats["branch_spread"]) == (3, 1.0)

@@ -36,20 +36,22 @@ H_init of the trajectory it forked from), and ΔH uses the tokens after *this* t
 * *Entropy pre-monitoring* (``pre_monitor``) splits the budget of M paths between initial samples
   and branches from the question's entropy against the tools' entropy:
 
-      m = clamp(⌊M · σ(β_m · (H_root − H̄_tool)) + ½⌋, 1, M)
+      m = clamp(⌊M · σ(β_m · (H_root − H̄_tool)) + ½⌋, min(2, M), M)
 
   with σ the logistic function, H_root the normalised window mean of the first k tokens of a
-  monitoring sample and H̄_tool the mean over that sample's tool results of the first k tokens
-  generated after each (H̄_tool = H_root when it called no tool, giving m = M/2). A question whose
-  own uncertainty dominates gets more independent samples; one whose tool results raise the
-  uncertainty leaves more of the budget to branches. The monitoring sample is the first initial
-  sample, run alone and *kept* as one of the m (AEPO's code runs it separately and discards it,
-  spending a full trajectory and its tool calls per prompt); it takes no branching decisions,
-  since the branch budget M − m is unknown until it ends. The other m − 1 initial samples start
-  when it ends, so a prompt's rollout takes about twice as many rounds. AEPO's code rounds
-  ⌊M·σ⌋ + 1 (M/2 + 1 at σ = ½), and uses β_m = 0.5 on unnormalised-scale differences; with
-  normalised entropies (differences of a few hundredths) β_m = 0.5 leaves m ≈ M/2, so β_m is a
-  knob here.
+  monitoring sample and H̄_tool the mean, over that sample's executed tool calls, of the first k
+  tokens generated after each result (σ = ½, so m = M/2, when it ran no tool or generated
+  nothing). A question whose own uncertainty dominates gets more independent samples; one whose
+  tool results raise the uncertainty leaves more of the budget to branches. The monitoring sample
+  is the first initial sample, run alone and *kept* as one of the m (AEPO's code runs it
+  separately and discards it, spending a full trajectory and its tool calls per prompt); it takes
+  no branching decisions, since the branch budget M − m is unknown until it ends. The other
+  m − 1 initial samples start when it ends (so a prompt's rollout takes about twice as many
+  rounds), and the M − m branches fork from them: m is at least 2 so that one sample can branch
+  (with m = 1 the budget would go to fresh fills, plain GRPO sampling, for exactly the prompts
+  whose tool results are most uncertain). AEPO's code rounds ⌊M·σ⌋ + 1 (M/2 + 1 at σ = ½) and
+  uses β_m = 0.5; with normalised entropies (differences of a few hundredths) β_m = 0.5 leaves
+  m = M/2, so β_m is a knob here.
 """
 
 from __future__ import annotations
@@ -125,15 +127,15 @@ def branch_score(config: BranchingConfig, h_init: float, h_after: float, streak:
     return score
 
 
-def initial_split(config: BranchingConfig, h_root: float, h_tool: float | None) -> int:
-    """AEPO's m = clamp(⌊M·σ(β_m·(H_root − H̄_tool)) + ½⌋, 1, M); ``h_tool`` None means no tool result
-    (σ(0) = ½)."""
+def initial_split(config: BranchingConfig, h_root: float | None, h_tool: float | None) -> int:
+    """AEPO's m = clamp(⌊M·σ(β_m·(H_root − H̄_tool)) + ½⌋, min(2, M), M); either entropy None (no
+    tool result, or nothing generated) gives σ = ½."""
     if config.pre_monitor is None:
         raise ValueError("initial_split needs branching.pre_monitor")
-    difference = 0.0 if h_tool is None else h_root - h_tool
+    difference = 0.0 if h_root is None or h_tool is None else h_root - h_tool
     share = 1.0 / (1.0 + math.exp(-config.pre_monitor.beta * difference))
     m = config.rollouts_per_prompt
-    return min(max(math.floor(m * share + 0.5), 1), m)
+    return min(max(math.floor(m * share + 0.5), min(2, m)), m)
 
 
 def should_branch(config: BranchingConfig, score: float, rng: random.Random) -> bool:

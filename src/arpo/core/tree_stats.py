@@ -15,9 +15,11 @@
   whose subtree holds them; the share held by each tree's 3 most-branched samples, pooled over
   the batch (AEPO, arXiv 2510.14545, reports ARPO piling most branches onto 1–3 trajectories).
   With 3 or fewer branches per tree this share is 1 whatever their spread, so also
-  ``branch_spread`` = Σ_trees D / Σ_trees min(B, S): D full samples holding at least one of the
-  tree's B branches, out of the most that B branches could reach among its S full samples
-  (1 = every branch on a different sample, 1/min(B, S) = all on one);
+  ``branch_spread`` = Σ_trees D / Σ_trees min(E, S): E branching events (decisions that forked
+  copies, Z copies counting once), D initial samples holding at least one, S initial samples that
+  took at least one decision (those that could branch: fills start when the budget is nearly
+  spent, AEPO's monitoring sample takes none) — 1 = every event on another sample, 1/min(E, S) =
+  all on one;
 * ``branch_streak_mean``: mean over branching decisions of l, the branchings just before the
   decision on its path (what AEPO's consecutive-branching penalty acts on);
 * ``entropy_before_tool`` / ``entropy_after_tool``: mean normalised entropy H/ln|V| of the last k
@@ -59,6 +61,8 @@ def summarize_trees(trees: Sequence[RolloutTree], entropy_window: int) -> dict[s
             lengths.append(traj.response_length)
             finish[traj.finish_reason.value if traj.finish_reason else "unfinished"] += 1
         per_sample: Counter[int] = Counter()
+        events: Counter[int] = Counter()
+        deciders: set[int] = set()
         log_v = math.log(tree.vocab_size)
         for node in tree.nodes:
             fills += node.origin is Origin.FILL
@@ -77,14 +81,18 @@ def summarize_trees(trees: Sequence[RolloutTree], entropy_window: int) -> dict[s
             if node.role is Role.MODEL and after_tool and node.entropies:
                 after.append(fmean(node.entropies[:entropy_window]) / log_v)
             if node.decision is not None:
+                sample = node.path()[1]
+                if sample.origin is Origin.INITIAL:
+                    deciders.add(sample.id)
+                if node.decision.copies > 0:
+                    events[sample.id] += 1
                 decisions += 1
                 positive += node.decision.branch
                 deltas.append(node.decision.delta)
                 streaks.append(node.decision.streak)
         top3 += sum(count for _, count in per_sample.most_common(3))
-        reached += len(per_sample)
-        samples = sum(n.origin in (Origin.INITIAL, Origin.FILL) for n in tree.nodes)
-        reachable += min(sum(per_sample.values()), samples)
+        reached += len(events)
+        reachable += min(sum(events.values()), len(deciders))
     return {
         "prompts": len(trees),
         "trajectories": sum(leaves),
