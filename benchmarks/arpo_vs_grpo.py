@@ -20,8 +20,9 @@ Printed (and written to ``OUT/summary.json``):
    and branches per prompt, and how branches spread over a tree's samples (top-3 share, spread,
    mean streak l: :mod:`arpo.core.tree_stats`);
 2. held-out accuracy per task family;
-3. equal executed tool calls: each arm's final accuracy against GRPO's (same seed) at the same
-   cumulative calls, linear between GRPO's two checkpoints around that number;
+3. equal executed tool calls: at 25, 50, 75 and 100 % of each arm's final cumulative calls, its
+   held-out accuracy minus GRPO's at the same calls (same seed; both curves linear between their
+   checkpoints);
 4. the calls each arm's seed-mean held-out curve needs to first reach GRPO's final mean accuracy.
 
 ``OUT/budget.png`` plots the seed-mean held-out and training accuracy against cumulative executed
@@ -325,40 +326,32 @@ def report(
     )
 
     print(
-        "\nequal executed tool calls: each arm's last step against GRPO's held-out accuracy at the same"
-        f" cumulative calls (same seed, linear between GRPO's checkpoints every {args.save_every} steps):"
+        "\nequal executed tool calls: held-out accuracy, arm − GRPO (same seed, paired), at shares of the"
+        " arm's final cumulative calls; both curves linear between their checkpoints every"
+        f" {args.save_every} steps:"
     )
+    shares = (0.25, 0.5, 0.75, 1.0)
     rows = []
     for arm in runs:
         if arm == BASELINE:
             continue
-        at_budget = {s: interpolate(base[s]["held_out_curve"], runs[arm][s]["tool_calls"]) for s in seeds}
-        within = [s for s in seeds if at_budget[s] is not None]
-        if not within:
-            rows.append(
-                [arm, over_seeds(arm, "tool_calls", 1, 0), over_seeds(arm, "accuracy", 100), "–", "–"]
+        row = [arm]
+        for share in shares:
+            budget = {s: share * runs[arm][s]["tool_calls"] for s in seeds}
+            diffs = []
+            for s in seeds:
+                ours = interpolate(runs[arm][s]["held_out_curve"], budget[s])
+                theirs = interpolate(base[s]["held_out_curve"], budget[s])
+                if ours is not None and theirs is not None:
+                    diffs.append(100 * (ours - theirs))
+            left_out = len(seeds) - len(diffs)
+            cell = paired(diffs) if diffs else "–"
+            row.append(
+                f"{statistics.fmean(budget.values()):.0f}: {cell}"
+                + (f", {left_out} beyond GRPO's" if left_out else "")
             )
-            continue
-        beyond = (
-            f" ({len(seeds) - len(within)} seeds beyond GRPO's calls left out)"
-            if len(within) < len(seeds)
-            else ""
-        )
-        rows.append(
-            [
-                arm,
-                over_seeds(arm, "tool_calls", 1, 0),
-                over_seeds(arm, "accuracy", 100),
-                spread([at_budget[s] for s in within], 100),
-                paired([100 * (runs[arm][s]["accuracy"] - at_budget[s]) for s in within]) + beyond,
-            ]
-        )
-    print(
-        table(
-            ["arm", "tool calls", "arm held-out %", "GRPO held-out % at those calls", "arm − GRPO, paired"],
-            rows,
-        )
-    )
+        rows.append(row)
+    print(table(["arm", *(f"{share:.0%} of its calls" for share in shares)], rows))
 
     target = statistics.fmean(base[s]["accuracy"] for s in seeds)
     print(
