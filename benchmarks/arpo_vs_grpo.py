@@ -79,6 +79,14 @@ ARMS: dict[str, list[str]] = {
 """Arms by name: overrides of the demo's RL config (M = 8, N = 4, Z = 1, α = 0.5, β = 0.2, k = 8)."""
 BASELINE = "grpo"
 TOOL_CALLS = "budget/tool_calls_total"
+PER_STEP = (
+    "initial_per_prompt",
+    "branches_per_prompt",
+    "branch_top3_share",
+    "branch_spread",
+    "branch_streak_mean",
+)
+"""Rollout metrics averaged over a run's steps."""
 
 
 def base_config(sft_steps: int, rl_steps: int) -> DemoConfig:
@@ -146,16 +154,6 @@ def run_summary(
         "train_curve": [[r[TOOL_CALLS], r["reward/accuracy_initial"]] for r in rows],
         "held_out_curve": held_out,
     }
-
-
-PER_STEP = (
-    "initial_per_prompt",
-    "branches_per_prompt",
-    "branch_top3_share",
-    "branch_spread",
-    "branch_streak_mean",
-)
-"""Rollout metrics averaged over a run's steps."""
 
 
 def interpolate(curve: list[list[float]], calls: float) -> float | None:

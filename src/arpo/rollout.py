@@ -187,8 +187,7 @@ class ArpoRollout:
                     if _monitoring(tree, cfg.branching):
                         m = self._split(tree)
                         active += [self._start(tree, root, Origin.INITIAL) for _ in range(m - 1)]
-                        if m > 1:
-                            continue
+                        continue  # m ≥ 2 unless M = 1, which has no path left to fill
                     missing = cfg.branching.rollouts_per_prompt - _paths_started(tree)
                     active += [self._start(tree, root, Origin.FILL) for _ in range(missing)]
         for root in roots:
