@@ -2,10 +2,12 @@
 
 Runs ``arpo demo seed=S out_dir=OUT/<isa>-seed<S>`` for every seed and instruction set (a finished
 demo folder is reused, so an interrupted sweep continues), then prints per seed the held-out
-accuracy of SFT, ARPO and GRPO, the gains over SFT, the RL runs' training accuracy (first 5 steps
-→ last 10; of the initial samples, and for ARPO also of every leaf) and the wall time; then
-mean ± sd (min–max) over seeds, and writes ``OUT/summary.json`` and ``OUT/training-accuracy.png``
-(every seed's smoothed training-accuracy curve of the initial samples).
+accuracy of SFT, ARPO and GRPO, the gains over SFT, the RL runs' training accuracy — on the fixed
+validation tasks (step 0 → the last step), and per step (first 5 steps → last 10; of the initial
+samples, and for ARPO also of every leaf) — and the wall time; then mean ± sd (min–max) over
+seeds, and writes ``OUT/summary.json``, ``OUT/training-accuracy.png`` (every seed's smoothed
+per-step curve of the initial samples) and ``OUT/validation-accuracy.png`` (every seed's
+fixed-task curve).
 
 ``avx2`` runs the demo with :data:`harness.SLOW_CPU_ENV`. Accuracies do not depend on the load of
 the machine (the computation is the same), so ``--jobs 2`` may run two demos at once; wall times
@@ -79,7 +81,13 @@ def main() -> None:
                     f"{100 * r['grpo_minus_sft']:+.1f}",
                     *(
                         f"{100 * acc['start']:.0f} → {100 * acc['end']:.0f}"
-                        for acc in (train["arpo"], train["grpo"], train["arpo"]["all_leaves"])
+                        for acc in (
+                            train["arpo"]["validation"],
+                            train["grpo"]["validation"],
+                            train["arpo"],
+                            train["grpo"],
+                            train["arpo"]["all_leaves"],
+                        )
                     ),
                     f"{r['total_wall_s']:.0f}",
                 ]
@@ -97,6 +105,8 @@ def main() -> None:
                 *(
                     "gain " + column(lambda r, get=get: get(r)["end"] - get(r)["start"])
                     for get in (
+                        lambda r: r["training_accuracy"]["arpo"]["validation"],
+                        lambda r: r["training_accuracy"]["grpo"]["validation"],
                         lambda r: r["training_accuracy"]["arpo"],
                         lambda r: r["training_accuracy"]["grpo"],
                         lambda r: r["training_accuracy"]["arpo"]["all_leaves"],
@@ -115,6 +125,8 @@ def main() -> None:
                     "GRPO %",
                     "ARPO − SFT",
                     "GRPO − SFT",
+                    "ARPO fixed-task train acc %",
+                    "GRPO fixed-task train acc %",
                     "ARPO train acc %",
                     "GRPO train acc %",
                     "ARPO train acc, all leaves %",
@@ -144,8 +156,27 @@ def main() -> None:
         for name, label in (("arpo", "ARPO"), ("grpo", "GRPO"))
     ]
     figure(panels, args.out / "training-accuracy.png")
+    validation = [
+        Panel(
+            f"{label} accuracy on the fixed training tasks",
+            "accuracy",
+            [
+                Series(
+                    f"{isa} seed {seed}",
+                    curve["steps"],
+                    curve["values"],
+                    linestyle="-" if isa == "native" else "--",
+                )
+                for (isa, seed), r in results.items()
+                for curve in [r["training_accuracy"][name]["validation"]]
+            ],
+            xlabel="step",
+        )
+        for name, label in (("arpo", "ARPO"), ("grpo", "GRPO"))
+    ]
+    figure(validation, args.out / "validation-accuracy.png")
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"\nwrote {args.out / 'summary.json'} and {args.out / 'training-accuracy.png'}")
+    print(f"\nwrote {args.out / 'summary.json'}, training-accuracy.png and validation-accuracy.png")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ SHORT = [
     "rl.rollout.max_response_tokens=48",
     "eval.max_response_tokens=48",
     "eval_tasks=6",
+    "validation={every: 1, tasks: 3, samples: 2}",
 ]
 RL_KEYS = {
     "reward/mean",
@@ -54,6 +55,7 @@ def test_short_demo_end_to_end_then_resume(tmp_path):
         "plots/rl-reward.png",
         "plots/rl-branching.png",
         "plots/rl-entropy.png",
+        "plots/rl-validation.png",
         "plots/sft-sft.png",
     } <= set(images)
     assert all((out / image).stat().st_size > 0 for image in images)
@@ -72,7 +74,12 @@ def test_short_demo_end_to_end_then_resume(tmp_path):
         assert len((out / "eval" / run / "records.jsonl").read_text().splitlines()) == 6
     for run in ("arpo", "grpo"):
         lines = [json.loads(line) for line in (out / run / "metrics.jsonl").read_text().splitlines()]
-        assert [m["step"] for m in lines] == [1, 2]
+        assert [m["step"] for m in lines] == [0, 1, 2]  # step 0: validation of the SFT model
+        assert all("val/train/accuracy" in m for m in lines)
+        validation = results["training_accuracy"][run]["validation"]
+        assert validation["steps"] == [0, 1, 2]
+        assert validation["values"] == [m["val/train/accuracy"] for m in lines]
+        lines = lines[1:]
         assert all(set(m) >= RL_KEYS for m in lines), RL_KEYS - set(lines[0])
         assert all(m["rollout/trajectories"] == 8 for m in lines)
         if run == "grpo":  # every leaf is an initial sample

@@ -8,7 +8,9 @@ The pipeline, each phase through the project's own jobs (nothing re-implemented 
 2. **SFT**: a tiny Llama trained from scratch on the demonstrations (``arpo sft``), a share of
    which use the tools wrongly or not at all (``env.imperfect_demo_share``), so imitation alone
    learns the mistakes too;
-3. **ARPO**: RL from the SFT model with entropy-gated tree rollouts (``arpo train``, N < M);
+3. **ARPO**: RL from the SFT model with entropy-gated tree rollouts (``arpo train``, N < M),
+   validated on a fixed set of training tasks at step 0, every few steps and at the end
+   (``validation``: the sampled training accuracy without the per-step prompts' noise);
 4. **GRPO**: the same run with N = M (plain group sampling), same budget, same seed;
 5. **evaluation**: SFT, ARPO and GRPO on the held-out test world (disjoint names), greedy
    (``arpo eval``);
@@ -46,6 +48,7 @@ from arpo.train.checkpoint import checkpoint_dir, latest_checkpoint
 from arpo.train.jobs import DataConfig, RLJobConfig, SFTJobConfig, run_rl, run_sft
 from arpo.train.rl import RLConfig
 from arpo.train.sft import SFTConfig
+from arpo.train.validation import ValidationConfig
 
 CONFIG_FILE = "demo_config.yaml"
 
@@ -97,6 +100,35 @@ def _demo_rl() -> RLConfig:
     )
 
 
+class DemoValidation(BaseModel):
+    """The RL runs' validation: the first ``tasks`` training tasks, sampled at the rollout
+    temperature (:mod:`arpo.train.validation`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    every: int = Field(
+        10, ge=0, description="Validate at step 0, every this many steps and at the end; 0 = never."
+    )
+    tasks: int = Field(
+        200, ge=1, description="The first this many training tasks, the same at every validation."
+    )
+    samples: int = Field(2, ge=1, description="Samples per task.")
+
+    def config(self, env_dir: Path, rl: RLConfig, seed: int) -> ValidationConfig:
+        """The RL job's validation config."""
+        rollout = rl.rollout
+        sampling = SamplingConfig(
+            samples=self.samples,
+            temperature=rollout.temperature,
+            max_response_tokens=rollout.max_response_tokens,
+            max_tool_calls=rollout.max_tool_calls,
+            prompts_per_batch=50,
+            seed=seed,
+        )
+        train = EvalDataset(name="train", toolworld_dir=str(env_dir), split="train", limit=self.tasks)
+        return ValidationConfig(every=self.every, datasets=[train], sampling=sampling)
+
+
 class DemoConfig(BaseModel):
     """The one-command CPU demo: environment, SFT, ARPO and GRPO, held-out evaluation, report (``arpo demo``)."""
 
@@ -116,6 +148,9 @@ class DemoConfig(BaseModel):
     sft: SFTConfig = Field(default_factory=_demo_sft, description="Cold-start SFT.")
     rl: RLConfig = Field(
         default_factory=_demo_rl, description="The ARPO run; GRPO is the same with N = M (initial_rollouts)."
+    )
+    validation: DemoValidation = Field(
+        default_factory=DemoValidation, description="Validation of the RL runs on fixed training tasks."
     )
     eval: SamplingConfig = Field(
         default_factory=lambda: SamplingConfig(max_response_tokens=160, prompts_per_batch=50),
@@ -213,6 +248,7 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False, console: Console | 
             model=PolicyConfig(name=str(out / "sft")),
             data=data,
             train=rl.model_copy(update={"seed": config.seed}),
+            validation=config.validation.config(env_dir, rl, config.seed),
         )
         phases.run(
             name,

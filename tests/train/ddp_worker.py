@@ -1,7 +1,8 @@
 """One process of a 2-process data-parallel RL step (run by tests/train/test_data_parallel.py).
 
 Launched with ``torchrun --nproc_per_node 2`` and ``ACCELERATE_USE_CPU=true`` (gloo); each
-process writes its parameters after the step to ``<out>/rank<r>.pt``. With the argument
+process writes its parameters after the step to ``<out>/rank<r>.pt``, with the step's metrics and
+those of step 0 (greedy validation on 5 tasks, split 3/2 between the processes). With the argument
 ``nan-loss-on-rank-1``, process 1 reports a NaN loss for every update (its gradient stays finite),
 so only the processes' agreement makes process 0 skip the updates too.
 """
@@ -13,10 +14,20 @@ from pathlib import Path
 
 import torch
 
+from arpo.eval.sampling import SamplingConfig
+from arpo.eval.sources import LoadedDataset
 from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
 from arpo.tools import Calculator, ToolBox
 from arpo.train.rl import RLConfig, RLTrainer
+from arpo.train.validation import ValidationSet, Validator
 from tests.train.helpers import arithmetic_tasks, count_ones
+
+
+def validator(tokenizer, tools: ToolBox) -> Validator:
+    """Greedy validation on 5 tasks: the processes' shards are unequal (3 and 2)."""
+    data = LoadedDataset("sums", arithmetic_tasks(5), [])
+    sampling = SamplingConfig(max_response_tokens=24)
+    return Validator(1, [ValidationSet(data, tools)], sampling, tokenizer, count_ones)
 
 
 def main(out: Path, mode: str | None) -> None:
@@ -37,13 +48,27 @@ def main(out: Path, mode: str | None) -> None:
         }
     )
     with ToolBox([Calculator()]) as tools:
-        trainer = RLTrainer(config, model, tokenizer, arithmetic_tasks(), tools, count_ones, out / "run")
+        trainer = RLTrainer(
+            config,
+            model,
+            tokenizer,
+            arithmetic_tasks(),
+            tools,
+            count_ones,
+            out / "run",
+            validator=validator(tokenizer, tools),
+        )
         if mode == "nan-loss-on-rank-1" and trainer.rank == 1:
             step = trainer.clip_and_step
             trainer.clip_and_step = lambda loss: step(float("nan"))
-        (metrics,) = trainer.train()
+        initial, metrics = trainer.train()  # step 0: validation of the starting policy
         torch.save(
-            {"params": trainer.policy.state_dict(), "world": trainer.world, "metrics": metrics},
+            {
+                "params": trainer.policy.state_dict(),
+                "world": trainer.world,
+                "metrics": metrics,
+                "initial": initial,
+            },
             out / f"rank{trainer.rank}.pt",
         )
         trainer.accelerator.end_training()

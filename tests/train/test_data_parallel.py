@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from arpo.engines.hf import HFGenerator
 from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
+from arpo.tools import Calculator, ToolBox
+from tests.train.ddp_worker import validator
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,6 +60,19 @@ def test_two_processes_end_with_identical_parameters(tmp_path):
     assert metrics["budget/engine_tokens_total"] == pytest.approx(2 * metrics["rollout/engine_tokens"])
     assert metrics["budget/tool_calls_flat_total"] == pytest.approx(2 * metrics["rollout/tool_calls_flat"])
     assert (tmp_path / "run" / "checkpoints" / "step-00000001").is_dir()
+    # validation: each process samples its share of the tasks, the sums are all-reduced, so both
+    # report what one process validating every task reports
+    assert rank0["initial"] == rank1["initial"] and rank0["initial"]["step"] == 0
+    tokenizer = build_char_tokenizer()
+    for weights, row in ((initial, rank0["initial"]), (rank0["params"], metrics)):
+        model = build_tiny_llama(tokenizer, seed=0)
+        model.load_state_dict(weights)
+        with ToolBox([Calculator()]) as tools:
+            alone = validator(tokenizer, tools).run(
+                HFGenerator(model.eval(), tokenizer), lambda items: items, lambda *v: v, rank=0
+            )
+        for key in ("accuracy", "format_ok", "tool_calls", "response_tokens"):
+            assert row[f"val/sums/{key}"] == pytest.approx(alone[f"val/sums/{key}"]), key
 
 
 @pytest.mark.slow

@@ -66,6 +66,15 @@ def test_metrics_resume_drops_steps_after_the_checkpoint_and_partial_lines(tmp_p
     assert read_metrics(tmp_path) == [{"step": 1, "x": 1}, {"step": 2, "x": 2}]
 
 
+def test_a_fresh_run_drops_every_old_line_including_step_0(tmp_path):
+    logger = MetricsLogger(tmp_path, LoggingConfig(tensorboard=False))
+    for step in (0, 1):  # step 0: validation of the starting policy
+        logger.log(step, {"x": step})
+    logger.close()
+    MetricsLogger(tmp_path, LoggingConfig(tensorboard=False)).close()  # no checkpoint: starts over
+    assert read_metrics(tmp_path) == []
+
+
 def test_tensorboard_events_are_written(tmp_path):
     logger = MetricsLogger(tmp_path, LoggingConfig(tensorboard=True))
     logger.log(1, {"reward/mean": 0.5, "hist": {"1": 2}})

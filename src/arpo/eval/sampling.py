@@ -8,7 +8,7 @@ seeded with ``seed + batch index``, so results do not depend on anything but the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -78,13 +78,27 @@ def sample_trees(
     rollout_config = config.rollout_config()
     generator = build_generator(rollout_config.engine, model, tokenizer, rollout_config.vllm)
     rollout = ArpoRollout(generator, tokenizer, tools, rollout_config)
+    with ProgressBar(label, len(tasks), console=console) as bar:
+        return sample_with(rollout, tokenizer, tasks, config, on_batch=bar.advance)
+
+
+def sample_with(
+    rollout: ArpoRollout,
+    tokenizer: Any,
+    tasks: Sequence[Task],
+    config: SamplingConfig,
+    *,
+    on_batch: Callable[[int], Any] | None = None,
+) -> list[RolloutTree]:
+    """:func:`sample_trees` with a rollout built before (e.g. the trainer's generator, for
+    validation during training); ``on_batch(n)`` is called after each batch of n tasks."""
     size = config.prompts_per_batch
     trees: list[RolloutTree] = []
-    with ProgressBar(label, len(tasks), console=console) as bar:
-        for index, start in enumerate(range(0, len(tasks), size)):
-            batch = tasks[start : start + size]
-            prompts = [render_prompt(tokenizer, task.chat()) for task in batch]
-            metas = [{"task": task.id, "source": task.source} for task in batch]
-            trees += rollout.run(prompts, seed=config.seed + index, metas=metas).trees
-            bar.advance(len(batch))
+    for index, start in enumerate(range(0, len(tasks), size)):
+        batch = tasks[start : start + size]
+        prompts = [render_prompt(tokenizer, task.chat()) for task in batch]
+        metas = [{"task": task.id, "source": task.source} for task in batch]
+        trees += rollout.run(prompts, seed=config.seed + index, metas=metas).trees
+        if on_batch is not None:
+            on_batch(len(batch))
     return trees

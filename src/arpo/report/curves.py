@@ -166,6 +166,25 @@ def accuracy_keys(runs: Mapping[str, Metrics]) -> list[tuple[str, str]]:
     return [(k, label) for k, label in ACCURACY_LABELS.items() if k in logged] + [(k, k) for k in others]
 
 
+VALIDATION_PREFIX = "val/"
+"""Validation metrics (:mod:`arpo.train.validation`): logged every few steps, never smoothed."""
+
+
+def validation_plot(runs: Mapping[str, Metrics]) -> PlotSpec:
+    """Each validation set's accuracy and tool calls per sample against the step."""
+    logged = {key for history in runs.values() for metrics in history for key in metrics}
+    names = sorted({key.split("/")[1] for key in logged if key.startswith(VALIDATION_PREFIX)})
+    return PlotSpec(
+        "validation",
+        "Validation: the same tasks sampled at step 0, every few steps and at the end",
+        [
+            PanelSpec(f"validation {quantity}", [(f"{VALIDATION_PREFIX}{n}/{quantity}", n) for n in names])
+            for quantity in ("accuracy", "tool_calls")
+        ],
+        smooth=False,
+    )
+
+
 def accuracy_vs_budget(runs: Mapping[str, Metrics]) -> PlotSpec:
     """Accuracy against each of :data:`BUDGET_AXES` (one panel each)."""
     keys = accuracy_keys(runs)
@@ -182,7 +201,7 @@ def training_figures(runs: Mapping[str, Metrics], folder: Path, prefix: str = "p
     ``folder/prefix``; returns the image blocks."""
     blocks: list[Block] = []
     steps = max((len(h) for h in runs.values()), default=0)
-    for spec in (*PLOTS, accuracy_vs_budget(runs)):
+    for spec in (*PLOTS, validation_plot(runs), accuracy_vs_budget(runs)):
         smooth = max(1, steps // 10) if spec.smooth else 1
         panels = []
         for panel in spec.panels:
@@ -193,7 +212,7 @@ def training_figures(runs: Mapping[str, Metrics], folder: Path, prefix: str = "p
                     if y:
                         name = " ".join(part for part in (run if len(runs) > 1 else "", label) if part) or key
                         style = "-" if run_index == 0 else "--"
-                        series.append(Series(name, x, y, style))
+                        series.append(Series(name, x, y, style, not key.startswith(VALIDATION_PREFIX)))
             if series:
                 panels.append(
                     Panel(panel.title, panel.title, series, xlabel=X_LABELS[panel.x], smooth=smooth)

@@ -65,6 +65,8 @@ def demo_results(out: Path, wall_s: Mapping[str, float], cpu_s: Mapping[str, flo
 
 START_STEPS = 5
 END_STEPS = 10
+VALIDATION_KEY = "val/train/accuracy"
+"""The demo's validation: the first tasks of the training split, the same at every validation."""
 
 
 def training_accuracy(run_dir: Path) -> dict[str, Any]:
@@ -72,7 +74,9 @@ def training_accuracy(run_dir: Path) -> dict[str, Any]:
     policy has barely moved), over its last ``END_STEPS`` steps, and per step — of the initial
     samples (``reward/accuracy_initial``: independent draws from the policy, comparable between
     ARPO and GRPO), and in ``all_leaves`` the same for every leaf of the trees
-    (``reward/accuracy``: ARPO's branches over-weight tool-using prefixes)."""
+    (``reward/accuracy``: ARPO's branches over-weight tool-using prefixes); in ``validation``, the
+    accuracy on the fixed validation tasks at step 0 (the SFT policy), at each validation and at
+    the end: the same tasks each time, so it moves with the policy, not with the prompts drawn."""
     metrics = read_metrics(run_dir)
 
     def summary(key: str) -> dict[str, Any]:
@@ -82,7 +86,17 @@ def training_accuracy(run_dir: Path) -> dict[str, Any]:
         head, tail = curve[:START_STEPS], curve[-END_STEPS:]
         return {"start": sum(head) / len(head), "end": sum(tail) / len(tail), "per_step": curve}
 
-    return {**summary("reward/accuracy_initial"), "all_leaves": summary("reward/accuracy")}
+    validation = [(m["step"], m[VALIDATION_KEY]) for m in metrics if m.get(VALIDATION_KEY) is not None]
+    return {
+        **summary("reward/accuracy_initial"),
+        "all_leaves": summary("reward/accuracy"),
+        "validation": {
+            "start": validation[0][1] if validation else None,
+            "end": validation[-1][1] if validation else None,
+            "steps": [step for step, _ in validation],
+            "values": [value for _, value in validation],
+        },
+    }
 
 
 def verdict_line(results: Mapping[str, Any]) -> str:
@@ -123,7 +137,16 @@ def write_demo_report(out: Path, config: Mapping[str, Any], results: Mapping[str
             ],
         ),
         Paragraph(
-            "Training accuracy (the RL rollouts' initial samples, independent draws from the policy at the "
+            "Training accuracy on fixed tasks (validation: the same training tasks sampled at the rollout "
+            "temperature at step 0 and at the end): "
+            + "; ".join(
+                f"{MODELS[name]} {_percent(acc['validation']['start'])} → {_percent(acc['validation']['end'])}"
+                for name, acc in results["training_accuracy"].items()
+            )
+            + "."
+        ),
+        Paragraph(
+            "Training accuracy per step (the RL rollouts' initial samples, independent draws from the policy at the "
             f"rollout temperature; mean of the first {START_STEPS} steps → mean of the last {END_STEPS}; in "
             "brackets every leaf of the trees, where ARPO's branches over-weight tool use): "
             + "; ".join(

@@ -28,6 +28,8 @@ class Series:
     x: Sequence[float]
     y: Sequence[float]
     linestyle: str = "-"
+    smooth: bool = True
+    """Whether the panel's smoothing applies (False: sparse points such as validation, drawn as they are)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def figure(panels: Sequence[Panel], path: str | Path, title: str | None = None) 
         for ax, panel in zip(axes[0], panels, strict=True):
             for index, series in enumerate(panel.series):
                 color = f"C{index}"
-                if panel.smooth > 1 and len(series.y) > panel.smooth:
+                if series.smooth and panel.smooth > 1 and len(series.y) > panel.smooth:
                     ax.plot(series.x, series.y, color=color, alpha=0.25, linestyle=series.linestyle)
                     ax.plot(
                         series.x,

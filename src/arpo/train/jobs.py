@@ -19,6 +19,10 @@ Where the data comes from (``data``), at most one of (none: ``toolworld`` with i
 
 ``system_prompt`` replaces the system messages of the tasks and of the demonstrations.
 
+``validation`` (RL only; :mod:`arpo.train.validation`) names data sets as ``arpo eval`` does —
+a held-out split or file, or a fixed subset of the training tasks — that the trainer samples at
+step 0, every ``validation.every`` steps and at the end; their tools default to the run's.
+
 ``model.name`` may name a previous run's folder: its newest intact checkpoint is used (e.g. RL
 starting from the SFT run). ``--resume`` picks the run's newest intact checkpoint once
 (:func:`arpo.train.checkpoint.newest_intact_checkpoint`: a damaged newer one is skipped with a
@@ -40,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.console import Console
 
 from arpo.core.rewards import RewardConfig, make_reward_fn
+from arpo.eval.sources import load_eval_dataset
 from arpo.io import atomic_write_text
 from arpo.models.loading import PolicyConfig, load_policy
 from arpo.report.run_report import write_run_report
@@ -68,6 +73,7 @@ from arpo.train.checkpoint import latest_checkpoint, newest_intact_checkpoint
 from arpo.train.loop import process_state
 from arpo.train.rl import RLConfig, RLTrainer
 from arpo.train.sft import SFTConfig, SFTTrainer
+from arpo.train.validation import ValidationConfig, ValidationSet, Validator
 
 
 class DataConfig(BaseModel):
@@ -152,6 +158,10 @@ class RLJobConfig(JobConfig):
     toolbox: ToolboxConfig = Field(default_factory=ToolboxConfig, description="Tool execution limits.")
     reward: RewardConfig = Field(default_factory=RewardConfig, description="The hierarchical reward.")
     train: RLConfig = Field(default_factory=RLConfig, description="The RL loop.")
+    validation: ValidationConfig = Field(
+        default_factory=ValidationConfig,
+        description="Sample fixed task sets at step 0, every few steps and at the end (val/* metrics).",
+    )
 
     @model_validator(mode="after")
     def _tools_for_datasets(self) -> RLJobConfig:
@@ -161,6 +171,7 @@ class RLJobConfig(JobConfig):
             raise ValueError(
                 "data.demonstrations is for arpo sft; RL samples tasks: use data.dataset or a toolworld"
             )
+        self.validation.resolved_sampling(self.train.rollout)  # the engine must be the rollout's
         return self
 
 
@@ -288,8 +299,26 @@ def run_rl(
     reference = None
     if config.train.loss.kl_coef > 0:
         reference, _ = load_policy(policy_config.model_copy(update={"lora": None}))
-    toolbox = config.toolbox.build(config.tools or env.tool_specs, tokenizer)
+    specs = config.tools or env.tool_specs
+    toolbox = config.toolbox.build(specs, tokenizer)
+    validation = config.validation
+    sets: list[ValidationSet] = []
     try:
+        if validation.enabled():
+            for dataset in validation.datasets:
+                data = load_eval_dataset(dataset, specs)
+                sets.append(ValidationSet(data, config.toolbox.build(data.tool_specs, tokenizer)))
+        validator = (
+            Validator(
+                validation.every,
+                sets,
+                validation.resolved_sampling(config.train.rollout),
+                tokenizer,
+                make_reward_fn(config.reward),
+            )
+            if sets
+            else None
+        )
         trainer = RLTrainer(
             config.train,
             model,
@@ -299,6 +328,7 @@ def run_rl(
             make_reward_fn(config.reward),
             run_dir,
             reference=reference,
+            validator=validator,
         )
         if checkpoint is not None:
             trainer.resume(checkpoint)
@@ -307,4 +337,5 @@ def run_rl(
             write_run_report(run_dir)
         return history
     finally:
-        toolbox.close()
+        for tools in (toolbox, *(s.tools for s in sets)):
+            tools.close()

@@ -354,6 +354,12 @@ class TrainLoop:
                 ) as bar,
                 SigtermFlag() as sigterm,
             ):
+                if self.step == 0 and (initial := self.initial_metrics()):
+                    initial = self.mean_over_processes(initial)
+                    if logger is not None:
+                        logger.log(0, initial)
+                    history.append({"step": 0, **initial})
+                    bar.update(0, describe(initial))
                 while self.step < cfg.steps:
                     self.skipped_in_step = 0
                     metrics = self.mean_over_processes(self.train_step())
@@ -386,6 +392,11 @@ class TrainLoop:
             if logger is not None:
                 logger.close()
         return history
+
+    def initial_metrics(self) -> dict[str, Any]:
+        """Metrics of the starting policy, logged as step 0 of a run that starts from scratch (none
+        here; the RL trainer's validation). Every process must return the same keys."""
+        return {}
 
     def check_nonfinite_streak(self) -> None:
         """Raise :class:`NonFiniteError` once ``optim.max_consecutive_nonfinite`` updates in a row were skipped."""

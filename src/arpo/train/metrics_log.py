@@ -74,7 +74,7 @@ class MetricsLogger:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 break  # a partial last line from a kill
-            if record.get("step", 0) <= step:
+            if step > 0 and record.get("step", 0) <= step:  # a fresh run (step 0) keeps nothing
                 kept.append(line)
         atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
 

@@ -15,6 +15,11 @@ SHOWN = {
 
 
 def describe(metrics: dict[str, Any]) -> str:
-    return "  ".join(
-        f"{label} {metrics[key]:.3g}" for key, label in SHOWN.items() if metrics.get(key) is not None
-    )
+    """:data:`SHOWN`'s metrics, then each validation set's accuracy (``val <name> 0.42``)."""
+    shown = [(label, metrics[key]) for key, label in SHOWN.items() if metrics.get(key) is not None]
+    shown += [
+        (f"val {key.split('/')[1]}", value)
+        for key, value in metrics.items()
+        if key.startswith("val/") and key.endswith("/accuracy") and value is not None
+    ]
+    return "  ".join(f"{label} {value:.3g}" for label, value in shown)

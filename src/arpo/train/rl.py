@@ -28,7 +28,8 @@ Accuracy is logged twice: ``reward/accuracy`` over every leaf of the step's tree
 ``reward/accuracy_initial`` over the N initial samples only. The initial samples are drawn from
 the policy independently, so their accuracy estimates the policy's own; ARPO's branches fork
 after tool results, so the all-leaf accuracy over-weights tool-using prefixes (with GRPO, N = M,
-the two are equal).
+the two are equal). Both follow that step's prompts; ``validation`` (:mod:`arpo.train.validation`)
+samples fixed task sets at step 0, every few steps and at the end, logged as ``val/*``.
 
 Tool faults do not stop a step: every call returns a result (:class:`arpo.tools.ToolBox`), and
 the step's tool calls are counted by status in ``rollout/tool_ok``, ``rollout/tool_error``,
@@ -84,6 +85,7 @@ from arpo.train.batching import LearnerRow
 from arpo.train.budget import RunBudget
 from arpo.train.layout import MiniBatch, Packing
 from arpo.train.loop import LoopConfig, TrainLoop
+from arpo.train.validation import Validator
 
 RewardFn = Callable[[RewardInput], RewardResult]
 
@@ -147,6 +149,7 @@ class RLTrainer(TrainLoop):
         run_dir: Path,
         *,
         reference: torch.nn.Module | None = None,
+        validator: Validator | None = None,
     ) -> None:
         if config.loss.kl_coef > 0 and reference is None:
             raise ValueError("loss.kl_coef > 0 needs a reference model")
@@ -165,6 +168,7 @@ class RLTrainer(TrainLoop):
         self.packing: Packing = self.resolve_packing(config.packing)
         self.budget = RunBudget()
         """The run's cumulative budgets (restored on resume)."""
+        self.validator = validator
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "budget": self.budget.state_dict()}
@@ -199,7 +203,21 @@ class RLTrainer(TrainLoop):
             "time/rollout_s": rollout_time,
             "time/step_s": time.perf_counter() - started,
         }
-        return {**metrics, **self.budget.add(metrics, self.all_sum, self.world)}
+        metrics.update(self.budget.add(metrics, self.all_sum, self.world))
+        if self.validator is not None and self.validator.due(self.step + 1, cfg.steps):
+            metrics.update(self.validate())
+        return metrics
+
+    def initial_metrics(self) -> dict[str, Any]:
+        """The starting policy's validation metrics (step 0), with the budgets spent so far (0),
+        so that the validation curves against the budgets start at the origin."""
+        return {**self.budget.totals, **self.validate()} if self.validator is not None else {}
+
+    def validate(self) -> dict[str, float]:
+        """The ``val/*`` metrics of the current weights (:mod:`arpo.train.validation`)."""
+        assert self.validator is not None
+        self.model.eval()
+        return self.validator.run(self.rollout.generator, self.shard, self.all_sum, self.rank)
 
     # ----- rewards and advantages -----------------------------------------------------------------
     def _score(self, trees: list[RolloutTree], tasks: list[Task]) -> _Scored:
