@@ -8,7 +8,9 @@ A spec is a mapping with exactly one of
   function returning a Tool, e.g. ``{"import": "mypkg.tools:Wiki", "lang": "en"}``, so a user
   adds a tool without editing this package;
 
-and every other key is passed to it as a keyword argument. Parameters are checked against the
+and every other key is passed to it as a keyword argument. A spec with ``"mcp"`` instead
+(``{"mcp": {"command": ["python", "server.py"]}, "tools": ["add"]}``) stands for the tools of an
+MCP server (:mod:`arpo.tools.mcp`): :func:`build_tools` and :func:`build_toolbox` take it. Parameters are checked against the
 factory's signature before it is called, and every failure raises :class:`ToolSpecError` naming
 the spec and the key or value at fault. Built-in tools are imported only when built.
 """
@@ -76,7 +78,7 @@ def build_tool(spec: Mapping[str, Any]) -> Tool:
     if len(chosen) != 1:
         raise ToolSpecError(
             f"tool spec {dict(spec)!r} needs exactly one of 'name' (one of {', '.join(known_tools())}) "
-            "or 'import' ('package.module:Attribute')"
+            "or 'import' ('package.module:Attribute'), or 'mcp' (an MCP server's tools)"
         )
     key = chosen[0]
     target = spec[key]
@@ -102,12 +104,23 @@ def build_tool(spec: Mapping[str, Any]) -> Tool:
     return tool
 
 
+def build_tools(spec: Mapping[str, Any]) -> list[Tool]:
+    """The tools a spec describes: those of an MCP server for ``{"mcp": ...}``, else :func:`build_tool`'s one."""
+    if not (isinstance(spec, Mapping) and "mcp" in spec):
+        return [build_tool(spec)]
+    if any(key in spec for key in SPEC_KEYS):
+        raise ToolSpecError(f"tool spec {dict(spec)!r}: 'mcp' cannot be combined with 'name' or 'import'")
+    from arpo.tools.mcp import build_mcp_tools
+
+    return call_with_params(build_mcp_tools, dict(spec), f"tool spec mcp={spec['mcp']!r}")
+
+
 def build_toolbox(specs: Sequence[Mapping[str, Any]], **toolbox_options: Any) -> ToolBox:
     """A :class:`ToolBox` of the tools ``specs`` describe; options go to the ToolBox."""
     tools: list[Tool] = []
     try:
         for spec in specs:
-            tools.append(build_tool(spec))
+            tools.extend(build_tools(spec))
         return ToolBox(tools, **toolbox_options)
     except BaseException:
         for tool in tools:
