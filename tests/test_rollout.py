@@ -182,8 +182,8 @@ def test_executed_calls_are_the_tool_nodes_the_tool_box_ran(model, tool_caller, 
             batch = ArpoRollout(HFGenerator(policy, tokenizer), tokenizer, box, config).run(prompts, seed=3)
             ran = box.metrics().get("calc/calls", 0)
         tools = [n for tree in batch.trees for n in tree.nodes if n.role is Role.TOOL]
-        refused = [n for n in tools if not n.tool_call.executed]
-        assert refused and all(n.tool_call.status == refusal for n in refused)
+        refused = [n for n in tools if not n.tool_calls[0].executed]
+        assert refused and all(n.tool_calls[0].status == refusal for n in refused)
         assert batch.stats["tool_calls_executed"] == len(tools) - len(refused) == ran
         assert (ran > 0) == (policy is tool_caller)  # the random model's few calls are all malformed
         per_trajectory = sum(len(t.tool_calls) for tree in batch.trees for t in tree.trajectories())
@@ -195,8 +195,8 @@ def test_same_seed_same_trees(model, tokenizer, prompts):
     def sampled(seed):
         config = make_config(rollouts_per_prompt=8, initial_rollouts=3, alpha=0.6)
         trees = [t.to_dict() for t in rollout(model, tokenizer, prompts, config, seed=seed).trees]
-        for node in (n for t in trees for n in t["nodes"] if "tool_call" in n):
-            del node["tool_call"]["latency_s"]  # wall time, the one thing a seed cannot fix
+        for node in (n for t in trees for n in t["nodes"] if "tool_calls" in n):
+            del node["tool_calls"][0]["latency_s"]  # wall time, the one thing a seed cannot fix
         return trees
 
     assert sampled(11) == sampled(11)
@@ -218,7 +218,7 @@ def test_tool_call_limit_refuses_later_calls(tool_caller, tokenizer, prompts):
             assert all(s == "limit" for s in statuses[2:])
             refused += len(statuses[2:])
             for node in traj.nodes:
-                if node.tool_call and node.tool_call.status == "limit":
+                if node.tool_calls and node.tool_calls[0].status == "limit":
                     assert "limit (2) reached" in tokenizer.decode(
                         node.token_ids
                     ) or "<|unk|>" in tokenizer.decode(node.token_ids)
@@ -246,7 +246,7 @@ def test_budget_cuts_the_tool_result_and_ends_the_path(tool_caller, tokenizer, p
         for traj in tree.trajectories():
             assert traj.response_length == budget
             assert traj.leaf.role is Role.TOOL and traj.leaf.finish_reason is FinishReason.LENGTH
-            assert traj.leaf.tool_call.truncated
+            assert traj.leaf.tool_calls[0].truncated
 
 
 def test_an_answer_closed_on_the_last_allowed_token_is_an_answer(tokenizer, prompts):
@@ -289,7 +289,7 @@ def test_malformed_calls_are_reported_not_run(model, tokenizer, prompts):
     for tree in batch.trees:
         for node in (n for n in tree.nodes if n.role is Role.TOOL):
             opened = "<calc>" in tokenizer.decode(node.parent.token_ids)
-            assert (node.tool_call.status == "error" and node.tool_call.call == "") or opened
+            assert (node.tool_calls[0].status == "error" and node.tool_calls[0].call == "") or opened
             seen += not opened
     assert seen > 0
 
@@ -328,7 +328,7 @@ def test_pre_monitor_splits_m_from_the_monitoring_sample(tool_caller, tokenizer,
         assert split["h_root"] == pytest.approx(
             sum(monitor.entropies[:k]) / len(monitor.entropies[:k]) / log_v
         )
-        after = [n for n in path_nodes if n.parent.tool_call is not None and n.parent.tool_call.executed]
+        after = [n for n in path_nodes if n.parent.tool_calls and n.parent.tool_calls[0].executed]
         if after and split["h_tool"] is not None:
             means = [sum(n.entropies[:k]) / len(n.entropies[:k]) / log_v for n in after if n.entropies]
             assert split["h_tool"] == pytest.approx(sum(means) / len(means))

@@ -22,7 +22,7 @@ Limits, as rules:
   tool alike, so no trajectory is ever longer than prompt + budget. A call whose closing tag is
   the last token the budget allows is not run (nothing could follow it): the path ends with
   ``length``. A tool result longer than the remaining budget is cut to fit (its
-  ``tool_call.truncated`` is set) and the path ends there with ``length``; a path whose result
+  ``tool_calls[0].truncated`` is set) and the path ends there with ``length``; a path whose result
   exactly uses up the budget ends the same way.
 * *Tool-call limit* (``max_tool_calls``): calls beyond the limit are not executed; the model gets
   a ``limit`` result saying so, and may still answer within its budget.
@@ -210,7 +210,7 @@ class ArpoRollout:
         after = [
             normalised_window_mean(n.entropies, vocab, bcfg.entropy_window)
             for n in model
-            if n.parent is not None and n.parent.tool_call is not None and n.parent.tool_call.executed
+            if n.parent is not None and any(call.executed for call in n.parent.tool_calls)
         ]
         after = [h for h in after if h is not None]
         h_tool = sum(after) / len(after) if after else None
@@ -301,7 +301,7 @@ class ArpoRollout:
         record = ToolCall(
             tag, call, result.status.value, result.latency_s, result.truncated or len(ids) > room, executed
         )
-        tool = path.tree.add_tool(path.node, ids[:room], record)
+        tool = path.tree.add_tool(path.node, ids[:room], [record])
         self.generator.extend(path.handle, ids[:room])
         if len(ids) >= room:
             path.node = tool
@@ -321,7 +321,7 @@ def _response_length(node: Node) -> int:
 
 def _tool_calls_made(node: Node) -> int:
     """Tool results on the path that were not refusals (executed, failed or malformed calls)."""
-    return sum(n.tool_call is not None and n.tool_call.status != ToolStatus.LIMIT.value for n in node.path())
+    return sum(call.status != ToolStatus.LIMIT.value for n in node.path() for call in n.tool_calls)
 
 
 def _monitoring(tree: RolloutTree, config: BranchingConfig) -> bool:

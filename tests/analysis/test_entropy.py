@@ -26,10 +26,10 @@ def model_node(tree, parent, entropies, origin=None):
 def test_profile_by_offset_on_a_hand_built_tree():
     tree = RolloutTree([1, 2], V)
     first = model_node(tree, tree.root, [0.1, 0.2, 0.3, 0.4], Origin.INITIAL)
-    search = tree.add_tool(first, [5, 5], ToolCall("search", "q", "ok"))
+    search = tree.add_tool(first, [5, 5], [ToolCall("search", "q", "ok")])
     second = model_node(tree, search, [1.0, 0.8, 0.6])
     branch = model_node(tree, search, [2.0], Origin.BRANCH)  # two continuations of one result
-    python = tree.add_tool(second, [6], ToolCall("python", "1+1", "ok"))
+    python = tree.add_tool(second, [6], [ToolCall("python", "1+1", "ok")])
     model_node(tree, python, [0.5, 0.7])
     assert branch.parent is search
 

@@ -86,7 +86,7 @@ def hand_tree() -> RolloutTree:
     tree = RolloutTree([1, 2], vocab_size=32)
     a = tree.add_model(tree.root, Origin.INITIAL)
     a.append([10, 11], [0.0, 0.0], [0.0, 0.0])
-    tool = tree.add_tool(a, [50], ToolCall("calc", "", "ok"))
+    tool = tree.add_tool(a, [50], [ToolCall("calc", "", "ok")])
     for ids, origin in (([12], None), ([13, 14], Origin.BRANCH)):
         node = tree.add_model(tool, origin)
         node.append(ids, [0.0] * len(ids), [0.0] * len(ids))

@@ -10,7 +10,7 @@ def build_tree() -> RolloutTree:
     tree = RolloutTree([1, 2, 3], vocab_size=64, meta={"index": 7})
     a = tree.add_model(tree.root, Origin.INITIAL)
     a.append([10, 11], [-0.1, -0.2], [1.0, 2.0])
-    tool = tree.add_tool(a, [50, 51], ToolCall("calc", "1+2", "ok", 0.01))
+    tool = tree.add_tool(a, [50, 51], [ToolCall("calc", "1+2", "ok", 0.01)])
     tool.decision = BranchDecision(h_init=0.2, h_after=0.5, score=0.56, branch=True, copies=1)
     c = tree.add_model(tool)
     c.append([12], [-0.3], [0.5])
@@ -70,8 +70,8 @@ def test_structural_rules_are_enforced():
     with pytest.raises(ValueError, match="follows"):
         tree.add_model(a)
     with pytest.raises(ValueError, match="follows a model segment"):
-        tree.add_tool(tree.root, [1], ToolCall("calc", "", "ok"))
-    tool = tree.add_tool(a, [5], ToolCall("calc", "", "ok"))
+        tree.add_tool(tree.root, [1], [ToolCall("calc", "", "ok")])
+    tool = tree.add_tool(a, [5], [ToolCall("calc", "", "ok")])
     with pytest.raises(ValueError, match="only model nodes grow"):
         tool.append([1], [0.0], [0.0])
     with pytest.raises(ValueError, match="same length"):

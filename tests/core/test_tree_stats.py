@@ -17,10 +17,10 @@ def shared_call_tree() -> RolloutTree:
     tree = RolloutTree([1, 2], vocab_size=64)
     a = tree.add_model(tree.root, Origin.INITIAL)
     a.append([10, 11], [0.0, 0.0], [1.0, 1.0])
-    search = tree.add_tool(a, [50], ToolCall("search", "q", "ok"))
+    search = tree.add_tool(a, [50], [ToolCall("search", "q", "ok")])
     c = tree.add_model(search)
     c.append([12], [0.0], [1.0])
-    refused = tree.add_tool(c, [51], ToolCall("search", "q2", "limit", executed=False))
+    refused = tree.add_tool(c, [51], [ToolCall("search", "q2", "limit", executed=False)])
     e = tree.add_model(refused)
     e.append([13], [0.0], [1.0])
     e.finish_reason = FinishReason.ANSWER
@@ -47,7 +47,7 @@ def test_counts_add_up_over_trees():
 
 def test_executed_survives_serialisation():
     tree = RolloutTree.from_dict(json.loads(shared_call_tree().to_json()))
-    assert [n.tool_call.executed for n in tree.nodes if n.tool_call] == [True, False]
+    assert [n.tool_calls[0].executed for n in tree.nodes if n.tool_calls] == [True, False]
     assert summarize_trees([tree], entropy_window=2)["tool_calls_executed"] == 1
 
 
@@ -59,7 +59,7 @@ def branched_tree(events_per_sample: list[int], fill: bool = False) -> RolloutTr
     tree = RolloutTree([1], vocab_size=64)
 
     def call(parent, copies: int):
-        tool = tree.add_tool(parent, [50], ToolCall("search", "q", "ok"))
+        tool = tree.add_tool(parent, [50], [ToolCall("search", "q", "ok")])
         tool.decision = BranchDecision(0.1, 0.2, 0.52, copies > 0, copies)
         return tool
 

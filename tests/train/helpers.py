@@ -89,7 +89,7 @@ def demo_row(tokenizer, a: int, b: int) -> LearnerRow:
     call = tree.add_model(tree.root, Origin.INITIAL)
     ids = encode(f"<calc>{a}*{b}</calc>")
     call.append(ids, [0.0] * len(ids), [0.0] * len(ids))
-    result = tree.add_tool(call, encode(f"<result>{a * b}</result>"), ToolCall("calc", f"{a}*{b}", "ok"))
+    result = tree.add_tool(call, encode(f"<result>{a * b}</result>"), [ToolCall("calc", f"{a}*{b}", "ok")])
     answer = tree.add_model(result)
     ids = encode(f"<answer>{a * b}</answer>") + [tokenizer.eos_token_id]
     answer.append(ids, [0.0] * len(ids), [0.0] * len(ids))

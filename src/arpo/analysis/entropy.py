@@ -70,7 +70,7 @@ def entropy_profile(trees: Sequence[RolloutTree], window: int) -> dict[str, Any]
         for node in tree.nodes:
             if node.role is not Role.TOOL or node.parent is None:
                 continue
-            tag = node.tool_call.tag if node.tool_call is not None else "unknown"
+            tag = "+".join(call.tag for call in node.tool_calls) or "unknown"
             before = node.parent.entropies[-window:]
             offsets = [(offset - len(before), h) for offset, h in enumerate(before)]
             for child in node.children:

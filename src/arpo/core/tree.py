@@ -17,7 +17,7 @@ and tool tokens), how many leaves share a node, tool-call counts and the respons
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
@@ -101,7 +101,9 @@ class Node:
     children: list[Node] = field(default_factory=list, repr=False)
     origin: Origin | None = None
     finish_reason: FinishReason | None = None
-    tool_call: ToolCall | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    """The calls behind a tool node: one in the tag protocol; a native chat turn may make several,
+    whose results share one node (rendered together by the chat template)."""
     decision: BranchDecision | None = None
 
     def path(self) -> list[Node]:
@@ -160,7 +162,7 @@ class Trajectory:
 
     @property
     def tool_calls(self) -> list[ToolCall]:
-        return [node.tool_call for node in self.nodes if node.tool_call is not None]
+        return [call for node in self.nodes for call in node.tool_calls]
 
     @property
     def origin(self) -> Origin | None:
@@ -197,11 +199,13 @@ class RolloutTree:
             raise ValueError("a model segment follows the prompt or a tool result, not another model segment")
         return self._add(Role.MODEL, parent, origin=origin)
 
-    def add_tool(self, parent: Node, token_ids: list[int], tool_call: ToolCall) -> Node:
-        """Append a tool result (already wrapped and encoded) after the model segment that called it."""
+    def add_tool(self, parent: Node, token_ids: list[int], tool_calls: Sequence[ToolCall]) -> Node:
+        """Append tool results (already wrapped and encoded) after the model segment that made the calls."""
         if parent.role is not Role.MODEL:
             raise ValueError("a tool result follows a model segment")
-        return self._add(Role.TOOL, parent, token_ids=list(token_ids), tool_call=tool_call)
+        if not tool_calls:
+            raise ValueError("a tool node records at least one call")
+        return self._add(Role.TOOL, parent, token_ids=list(token_ids), tool_calls=list(tool_calls))
 
     # ----- derived views -------------------------------------------------------------------
     def leaves(self) -> list[Node]:
@@ -244,8 +248,8 @@ class RolloutTree:
                 value = getattr(node, name)
                 if value is not None:
                     item[name] = value.value
-            if node.tool_call is not None:
-                item["tool_call"] = asdict(node.tool_call)
+            if node.tool_calls:
+                item["tool_calls"] = [asdict(call) for call in node.tool_calls]
             if node.decision is not None:
                 item["decision"] = asdict(node.decision)
             if decode is not None:
@@ -269,7 +273,7 @@ class RolloutTree:
                 entropies=list(item.get("entropies", [])),
                 origin=Origin(item["origin"]) if "origin" in item else None,
                 finish_reason=FinishReason(item["finish_reason"]) if "finish_reason" in item else None,
-                tool_call=ToolCall(**item["tool_call"]) if "tool_call" in item else None,
+                tool_calls=[ToolCall(**call) for call in item.get("tool_calls", [])],
                 decision=BranchDecision(**item["decision"]) if "decision" in item else None,
             )
         return tree

@@ -73,8 +73,8 @@ def summarize_trees(trees: Sequence[RolloutTree], entropy_window: int) -> dict[s
                 depth_hist[sum(n.role is Role.TOOL for n in path)] += 1
                 per_sample[path[1].id] += 1
             if node.role is Role.TOOL:
-                statuses[node.tool_call.status if node.tool_call else "none"] += 1
-                executed += node.tool_call is not None and node.tool_call.executed
+                statuses.update(call.status for call in node.tool_calls)
+                executed += sum(call.executed for call in node.tool_calls)
                 if node.parent is not None and node.parent.entropies:
                     before.append(fmean(node.parent.entropies[-entropy_window:]) / log_v)
             after_tool = node.parent is not None and node.parent.role is Role.TOOL

@@ -144,7 +144,7 @@ def conversation_tree(
             parent.append(ids, [0.0] * len(ids), [0.0] * len(ids))
         else:
             call = ToolCall(segment.tag or "", segment.call or "", segment.status or "ok")
-            parent = tree.add_tool(parent, ids, call)
+            parent = tree.add_tool(parent, ids, [call])
     if conversation.segments[-1].text.endswith(protocol.answer_close_tag):
         parent.finish_reason = FinishReason.ANSWER
     else:
