@@ -61,10 +61,13 @@ from arpo.core.branching import (
     should_branch,
 )
 from arpo.core.entropy import normalised_window_mean
+from arpo.core.tool_parsers import get_parser
 from arpo.core.tree import BranchDecision, FinishReason, Node, Origin, Role, RolloutTree, ToolCall
 from arpo.core.tree_stats import summarize_trees
 from arpo.engines.base import Generator, SamplingParams
 from arpo.engines.vllm_options import EngineName, VLLMOptions
+from arpo.tasks.chat_tools import TOOL_FORMAT_HELP, TOOL_PARSER_HELP, ChatToolFormat, ToolFormatName
+from arpo.tasks.prompts import render_prompt
 from arpo.tools import ToolBox, ToolResult, ToolStatus
 
 
@@ -96,8 +99,10 @@ class RolloutConfig(BaseModel):
     )
     result_template: str = Field(
         "<result>{result}</result>",
-        description="How a tool result is wrapped before encoding; must contain {result}.",
+        description="How a tool result is wrapped before encoding; must contain {result} (tool_format: tags).",
     )
+    tool_format: ToolFormatName = Field("tags", description=TOOL_FORMAT_HELP)
+    tool_parser: str = Field("hermes", description=TOOL_PARSER_HELP)
 
     @field_validator("result_template")
     @classmethod
@@ -125,6 +130,15 @@ class TokenCodec:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
 
+@dataclass(frozen=True)
+class Call:
+    """A call the model made: the tool's tag and the text its ``run`` takes, or why it cannot run."""
+
+    tag: str
+    text: str
+    error: str | None = None
+
+
 @dataclass(eq=False)
 class _Path:
     tree: RolloutTree
@@ -149,7 +163,22 @@ class ArpoRollout:
         self.tools = tools
         self.config = config
         self._close_tags = {f"</{tag}>": tag for tag in tools.tags}
-        self._stop_strings = [*self._close_tags, config.answer_close_tag]
+        self.chat: ChatToolFormat | None = None
+        """Native tool calling (``tool_format: chat_template``; None: tags)."""
+        if config.tool_format == "chat_template":
+            self.chat = ChatToolFormat(tokenizer, tools.schemas(), get_parser(config.tool_parser))
+            self._stop_strings: list[str] = []  # a turn ends with EOS
+        else:
+            self._stop_strings = [*self._close_tags, config.answer_close_tag]
+
+    def prompt_ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        """A task's prompt for this rollout's tool format: the chat template's rendering, with the
+        tools' schemas for ``chat_template`` (:mod:`arpo.tasks.chat_tools`)."""
+        return (
+            self.chat.prompt_ids(messages)
+            if self.chat is not None
+            else render_prompt(self.codec.tokenizer, messages)
+        )
 
     def run(
         self,
@@ -230,24 +259,62 @@ class ArpoRollout:
         for path, out in zip(active, outs, strict=True):
             path.node.append(out.token_ids, out.logprobs, out.entropies)
         branches = [b for path in active for b in self._decide(path, rng)]  # before any path is released
-        calls: list[tuple[_Path, str, str | None]] = []  # (path, tag, call text; None if malformed)
+        pending: list[tuple[_Path, list[Call]]] = []
         for path, out in zip(active, outs, strict=True):
-            if out.finish == "eos":
+            full = _response_length(path.node) >= cfg.max_response_tokens
+            if self.chat is not None:  # a turn ends with EOS: the answer, or calls
+                calls = self._native_calls(path) if out.finish == "eos" else []
+                if out.finish == "eos" and not calls:
+                    self._finish(path, FinishReason.EOS)
+                elif out.finish != "eos" or full:
+                    self._finish(path, FinishReason.LENGTH)
+                else:
+                    pending.append((path, calls))
+            elif out.finish == "eos":
                 self._finish(path, FinishReason.EOS)
             elif out.stop_string == cfg.answer_close_tag:  # an answer that ends on the budget is whole
                 self._finish(path, FinishReason.ANSWER)
-            elif out.finish == "length" or _response_length(path.node) >= cfg.max_response_tokens:
+            elif out.finish == "length" or full:
                 self._finish(path, FinishReason.LENGTH)
             else:
                 tag = self._close_tags[out.stop_string or ""]
-                calls.append((path, tag, extract_call(self.codec.decode(path.node.token_ids), tag)))
-        results = self._run_calls(calls)
+                call = extract_call(self.codec.decode(path.node.token_ids), tag)
+                malformed = f"Malformed call: </{tag}> without <{tag}>."
+                pending.append((path, [Call(tag, call or "", None if call is not None else malformed)]))
+        results = self._run_calls(pending)
         still = [
             path
-            for (path, tag, call), (result, executed) in zip(calls, results, strict=True)
-            if self._append_result(path, tag, call or "", result, executed)
+            for (path, calls), outcome in zip(pending, results, strict=True)
+            if self._append_results(path, calls, outcome)
         ]
         return still + branches
+
+    def _native_calls(self, path: _Path) -> list[Call]:
+        return self.read_calls(self._turn_text(path))
+
+    def read_calls(self, turn_text: str) -> list[Call]:
+        """The calls of an assistant turn's text, EOS excluded (``chat_template``), as the rollout
+        runs them: unknown tools, malformed calls and arguments that do not fit the tool are calls
+        with an ``error`` (the result the model is shown)."""
+        if self.chat is None:
+            raise ValueError("read_calls reads native tool calls: set rollout.tool_format to chat_template")
+        calls = []
+        for parsed in self.chat.parse(turn_text):
+            if parsed.error is not None:
+                calls.append(Call(parsed.name, "", f"Malformed tool call: {parsed.error}."))
+            elif parsed.name not in self.tools.tags:
+                known = ", ".join(self.tools.tags)
+                calls.append(Call(parsed.name, "", f"Unknown tool {parsed.name!r}; the tools are: {known}."))
+            else:
+                try:
+                    calls.append(Call(parsed.name, self.tools.get(parsed.name).call_text(parsed.arguments)))
+                except ValueError as exc:
+                    calls.append(Call(parsed.name, "", f"Bad arguments: {exc}."))
+        return calls
+
+    def _turn_text(self, path: _Path) -> str:
+        """The sampled text of the path's current turn, which ended with EOS, without that EOS."""
+        return self.codec.decode(path.node.token_ids[:-1])
 
     def _decide(self, path: _Path, rng: random.Random) -> list[_Path]:
         """ARPO's decision at the tool result this path just continued from; returns the branches."""
@@ -277,31 +344,48 @@ class ArpoRollout:
             for _ in range(copies)
         ]
 
-    def _run_calls(self, calls: list[tuple[_Path, str, str | None]]) -> list[tuple[ToolResult, bool]]:
-        """(result, whether the tool box ran it) of the round's calls, in order; refused and
-        malformed calls never run."""
-        results: dict[int, ToolResult] = {}
-        to_run: list[int] = []
-        for i, (path, tag, call) in enumerate(calls):
-            if _tool_calls_made(path.node) >= self.config.max_tool_calls:
-                text = f"Tool-call limit ({self.config.max_tool_calls}) reached: <{tag}> was not run."
-                results[i] = ToolResult(text, ToolStatus.LIMIT)
-            elif call is None:
-                results[i] = ToolResult(f"Malformed call: </{tag}> without <{tag}>.", ToolStatus.ERROR)
-            else:
-                to_run.append(i)
-        ran = self.tools.run_many([(calls[i][1], calls[i][2] or "") for i in to_run])
+    def _run_calls(self, pending: list[tuple[_Path, list[Call]]]) -> list[list[tuple[ToolResult, bool]]]:
+        """Per path, (result, whether the tool box ran it) of each of its calls, in order; calls over
+        the path's limit and malformed ones never run. Every call of the round runs concurrently."""
+        results: dict[tuple[int, int], ToolResult] = {}
+        to_run: list[tuple[int, int]] = []
+        for i, (path, calls) in enumerate(pending):
+            made = _tool_calls_made(path.node)
+            for j, call in enumerate(calls):
+                if made >= self.config.max_tool_calls:
+                    text = (
+                        f"Tool-call limit ({self.config.max_tool_calls}) reached: <{call.tag}> was not run."
+                    )
+                    results[i, j] = ToolResult(text, ToolStatus.LIMIT)
+                    continue
+                made += 1
+                if call.error is not None:
+                    results[i, j] = ToolResult(call.error, ToolStatus.ERROR)
+                else:
+                    to_run.append((i, j))
+        ran = self.tools.run_many([(pending[i][1][j].tag, pending[i][1][j].text) for i, j in to_run])
         results.update(zip(to_run, ran, strict=True))
-        return [(results[i], i in to_run) for i in range(len(calls))]
+        executed = set(to_run)
+        return [
+            [(results[i, j], (i, j) in executed) for j in range(len(calls))]
+            for i, (_, calls) in enumerate(pending)
+        ]
 
-    def _append_result(self, path: _Path, tag: str, call: str, result: ToolResult, executed: bool) -> bool:
-        """Add the tool node; returns whether the path goes on (budget left after the result)."""
-        ids = self.codec.encode_tool_text(self.config.result_template.format(result=result.text))
+    def _append_results(self, path: _Path, calls: list[Call], outcome: list[tuple[ToolResult, bool]]) -> bool:
+        """Add the tool node with the results of the path's calls; returns whether the path goes on
+        (budget left after the results)."""
+        if self.chat is not None:
+            ids = self.chat.results_ids(
+                self._turn_text(path), [(c.tag, r.text) for c, (r, _) in zip(calls, outcome, strict=True)]
+            )
+        else:
+            ids = self.codec.encode_tool_text(self.config.result_template.format(result=outcome[0][0].text))
         room = self.config.max_response_tokens - _response_length(path.node)
-        record = ToolCall(
-            tag, call, result.status.value, result.latency_s, result.truncated or len(ids) > room, executed
-        )
-        tool = path.tree.add_tool(path.node, ids[:room], [record])
+        records = [
+            ToolCall(c.tag, c.text, r.status.value, r.latency_s, r.truncated or len(ids) > room, executed)
+            for c, (r, executed) in zip(calls, outcome, strict=True)
+        ]
+        tool = path.tree.add_tool(path.node, ids[:room], records)
         self.generator.extend(path.handle, ids[:room])
         if len(ids) >= room:
             path.node = tool

@@ -18,7 +18,6 @@ from arpo.engines.factory import build_generator
 from arpo.io import atomic_write_json
 from arpo.models.loading import PolicyConfig, load_policy
 from arpo.rollout import ArpoRollout, RolloutConfig, TokenCodec
-from arpo.tasks.prompts import render_prompt
 from arpo.tools import Calculator, ToolBox
 
 DEFAULT_PROMPTS = [
@@ -59,9 +58,9 @@ def run_rollout_job(config: RolloutJobConfig, out: Path, console: Console | None
     model, tokenizer = load_policy(config.model)
     generator = build_generator(config.rollout.engine, model, tokenizer, config.rollout.vllm)
     system = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
-    prompts = [render_prompt(tokenizer, [*system, {"role": "user", "content": p}]) for p in config.prompts]
     with ToolBox([Calculator()]) as tools, console.status("sampling rollout trees") as status:
         rollout = ArpoRollout(generator, tokenizer, tools, config.rollout)
+        prompts = [rollout.prompt_ids([*system, {"role": "user", "content": p}]) for p in config.prompts]
         batch = rollout.run(
             prompts,
             seed=config.seed,

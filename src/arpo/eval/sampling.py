@@ -19,7 +19,6 @@ from arpo.engines.factory import build_generator
 from arpo.engines.vllm_options import EngineName, VLLMOptions
 from arpo.progress import ProgressBar
 from arpo.rollout import ArpoRollout, RolloutConfig
-from arpo.tasks.prompts import render_prompt
 from arpo.tasks.record import Task
 from arpo.tools import ToolBox
 
@@ -96,7 +95,7 @@ def sample_with(
     trees: list[RolloutTree] = []
     for index, start in enumerate(range(0, len(tasks), size)):
         batch = tasks[start : start + size]
-        prompts = [render_prompt(tokenizer, task.chat()) for task in batch]
+        prompts = [rollout.prompt_ids(task.chat()) for task in batch]
         metas = [{"task": task.id, "source": task.source} for task in batch]
         trees += rollout.run(prompts, seed=config.seed + index, metas=metas).trees
         if on_batch is not None:

@@ -13,10 +13,12 @@ escape anyway are caught by the executor (:class:`arpo.tools.toolbox.ToolBox`) a
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any, ClassVar
 
 TAG_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
 
@@ -61,6 +63,16 @@ class Tool(ABC):
 
     tag: str
     description: str
+    function_description: str | None = None
+    """The description in the tool's function schema (:meth:`schema`), for chat templates that
+    describe tools as JSON; None: :attr:`description`. Set it when the description talks about tags."""
+    parameters: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {"input": {"type": "string", "description": "What the tool reads between its tags."}},
+        "required": ["input"],
+    }
+    """The JSON schema of the tool's arguments when it is called natively (``tool_format:
+    chat_template``): :meth:`call_text` turns them into the text :meth:`run` takes."""
 
     def __init__(self) -> None:
         tag = getattr(self, "tag", None)
@@ -79,6 +91,31 @@ class Tool(ABC):
     @property
     def close_tag(self) -> str:
         return f"</{self.tag}>"
+
+    def schema(self) -> dict[str, Any]:
+        """The tool as a function for a chat template's ``tools``: ``{"type": "function", "function":
+        {"name", "description", "parameters"}}`` (the layout transformers' templates read)."""
+        description = self.function_description or self.description
+        return {
+            "type": "function",
+            "function": {"name": self.tag, "description": description, "parameters": self.parameters},
+        }
+
+    def call_text(self, arguments: dict[str, Any]) -> str:
+        """The text :meth:`run` takes for a native call's JSON arguments: a tool with one parameter
+        gets its value (a string as is, anything else as JSON), others the JSON object. Raises
+        ValueError naming a missing or unknown argument."""
+        properties = self.parameters.get("properties", {})
+        unknown = sorted(set(arguments) - set(properties))
+        if unknown:
+            raise ValueError(f"{self.tag} has no argument {unknown}; its arguments: {', '.join(properties)}")
+        if len(properties) != 1:
+            return json.dumps(arguments)
+        (name,) = properties
+        if name not in arguments:
+            raise ValueError(f"{self.tag} needs the argument {name!r}")
+        value = arguments[name]
+        return value if isinstance(value, str) else json.dumps(value)
 
     @abstractmethod
     def run(self, call: str) -> ToolResult:

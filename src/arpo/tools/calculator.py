@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import operator
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 from arpo.tools.base import Tool, ToolResult, ToolStatus
 
@@ -39,6 +40,14 @@ class Calculator(Tool):
         "calc: evaluates one arithmetic expression with + - * / // % ** and parentheses, "
         "e.g. <calc>(17*23)+5</calc>, and returns the number."
     )
+    function_description = (
+        "Evaluates one arithmetic expression with + - * / // % ** and parentheses and returns the number."
+    )
+    parameters: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {"expression": {"type": "string", "description": "The expression, e.g. (17*23)+5."}},
+        "required": ["expression"],
+    }
 
     def __init__(self, max_exponent: int = 64, max_digits: int = 200) -> None:
         super().__init__()

@@ -199,6 +199,7 @@ class McpTool(Tool):
                 "leave it out with the spec's `tools` list"
             )
         schema = getattr(spec, "input_schema", None) or getattr(spec, "inputSchema", None) or {}
+        self.parameters = {"type": "object", "properties": {}, **schema}  # type: ignore[misc]
         self.properties: dict[str, Any] = dict(schema.get("properties") or {})
         self.required: list[str] = list(schema.get("required") or [])
         self.call_timeout_s = call_timeout_s
@@ -211,8 +212,9 @@ class McpTool(Tool):
             if len(self.properties) == 1
             else "a JSON object of the arguments"
         )
+        self.function_description = (spec.description or "").strip() or self.tag
         self.description = (
-            f"<{self.tag}>…</{self.tag}>: {(spec.description or '').strip() or self.tag}"
+            f"<{self.tag}>…</{self.tag}>: {self.function_description}"
             f" Arguments: {arguments or 'none'}; between the tags, {form}."
         )
         super().__init__()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from typing import Any, ClassVar
 
 from arpo.tools.base import Tool, ToolResult, ToolStatus
 from arpo.tools.sandbox.protocol import EXIT_LIMIT, EXIT_OK, SIGNAL_EXIT_BASE
@@ -38,6 +39,11 @@ class PythonTool(Tool):
     """Run model-written Python in a sandboxed process; see the module docstring."""
 
     tag = "python"
+    parameters: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {"code": {"type": "string", "description": "The Python 3 code to run."}},
+        "required": ["code"],
+    }
 
     def __init__(
         self,
@@ -78,6 +84,11 @@ class PythonTool(Tool):
             "python: runs Python 3 code written between <python> and </python> in a fresh sandboxed "
             "process and returns what it prints; the value of a final bare expression is shown. "
             "Nothing is kept between calls and there is no network access. "
+            f"Limits: {timeout_s:g} s, {memory_mb} MB of memory."
+        )
+        self.function_description = (
+            "Runs Python 3 code in a fresh sandboxed process and returns what it prints; the value of a "
+            "final bare expression is shown. Nothing is kept between calls and there is no network access. "
             f"Limits: {timeout_s:g} s, {memory_mb} MB of memory."
         )
         super().__init__()

@@ -77,6 +77,10 @@ class ToolBox:
         except KeyError:
             raise KeyError(f"no tool with tag <{tag}>; known: {self.tags}") from None
 
+    def schemas(self) -> list[dict[str, Any]]:
+        """Each tool's function schema (:meth:`Tool.schema`), for a chat template's ``tools``."""
+        return [tool.schema() for tool in self._tools.values()]
+
     def describe(self) -> str:
         """The tools' descriptions, one paragraph each, for the system prompt."""
         return "\n".join(tool.description for tool in self._tools.values())

@@ -44,10 +44,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rich.console import Console
 
 from arpo.core.rewards import RewardConfig, make_reward_fn
+from arpo.core.tool_parsers import get_parser
 from arpo.eval.sources import load_eval_dataset
 from arpo.io import atomic_write_text
 from arpo.models.loading import PolicyConfig, load_policy
 from arpo.report.run_report import write_run_report
+from arpo.tasks.chat_tools import TOOL_FORMAT_HELP, TOOL_PARSER_HELP, ChatToolFormat, ToolFormatName
 from arpo.tasks.demonstrations import (
     Conversation,
     DemonstrationsConfig,
@@ -139,6 +141,13 @@ class SFTJobConfig(JobConfig):
     """Cold-start SFT on demonstrations in the rollout protocol (``arpo sft``)."""
 
     train: SFTConfig = Field(default_factory=SFTConfig, description="The SFT loop.")
+    tool_format: ToolFormatName = Field("tags", description=TOOL_FORMAT_HELP)
+    tool_parser: str = Field("hermes", description=TOOL_PARSER_HELP)
+    tools: list[dict[str, Any]] | None = Field(
+        None,
+        description="tool_format chat_template: the tools whose schemas the prompts show (tool specs); default: "
+        "the environment's tools.",
+    )
 
     @model_validator(mode="after")
     def _needs_demos(self) -> SFTJobConfig:
@@ -272,9 +281,10 @@ def run_sft(
     demonstrations, protocol = sft_demonstrations(config.data, env)
     console.print(f"{len(demonstrations)} demonstrations")
     model, tokenizer = load_policy(policy_config, checkpoint)
+    chat = native_tool_format(config, env, tokenizer) if config.tool_format == "chat_template" else None
     rows = []
     for conversation in demonstrations:
-        ids, mask = conversation_example(conversation, tokenizer, protocol)
+        ids, mask = conversation_example(conversation, tokenizer, protocol, chat)
         rows.append(LearnerRow(ids, [float(m) for m in mask]))
     trainer = SFTTrainer(config.train, model, tokenizer, rows, run_dir)
     if checkpoint is not None:
@@ -283,6 +293,17 @@ def run_sft(
     if trainer.accelerator.is_main_process:
         write_run_report(run_dir)
     return history
+
+
+def native_tool_format(config: SFTJobConfig, env: Environment, tokenizer: Any) -> ChatToolFormat:
+    """The chat-template rendering of an SFT run's demonstrations, with its tools' schemas."""
+    specs = config.tools or env.tool_specs
+    if not specs:
+        raise ValueError(
+            "tool_format chat_template shows the tools' schemas in the prompt: list them under tools"
+        )
+    with build_toolbox(specs) as tools:
+        return ChatToolFormat(tokenizer, tools.schemas(), get_parser(config.tool_parser))
 
 
 def run_rl(

@@ -78,7 +78,6 @@ from arpo.core.rewards import RewardInput, RewardResult
 from arpo.core.tree import Origin, RolloutTree
 from arpo.engines.factory import build_generator
 from arpo.rollout import ArpoRollout, RolloutConfig
-from arpo.tasks.prompts import render_prompt
 from arpo.tasks.record import Task
 from arpo.tools import ToolBox, ToolStatus
 from arpo.train.batching import LearnerRow
@@ -181,7 +180,7 @@ class RLTrainer(TrainLoop):
         cfg = self.config
         started = time.perf_counter()
         tasks = self.shard([self.tasks[i] for i in self.sampler.take(cfg.prompts_per_step)])
-        prompts = [render_prompt(self.tokenizer, task.chat()) for task in tasks]
+        prompts = [self.rollout.prompt_ids(task.chat()) for task in tasks]
         self.model.eval()
         batch = self.rollout.run(
             prompts,

@@ -18,7 +18,9 @@ through a :class:`~arpo.core.tree.RolloutTree` with one leaf:
   ``</answer>`` in the rollout, and a model fine-tuned on free-form replies learns to end its turn.
 
 So an SFT example's token ids are exactly those a rollout of the same text would hold, and its
-loss mask (1 on model tokens, 0 on prompt and tool tokens) is the tree's own.
+loss mask (1 on model tokens, 0 on prompt and tool tokens) is the tree's own. With native tool
+calling (``tool_format: chat_template``) the same conversation is rendered by the chat template
+instead (:func:`chat_conversation_tree`), again as the rollout renders it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from arpo.core.answer_format import FormatSpec
 from arpo.core.tree import FinishReason, Origin, RolloutTree, ToolCall
+from arpo.tasks.chat_tools import ChatToolFormat
 from arpo.tasks.prompts import render_prompt
 from arpo.tasks.record import ChatMessage, chat_dicts, with_system_message
 
@@ -158,11 +161,52 @@ def conversation_tree(
     return tree
 
 
+def chat_conversation_tree(
+    conversation: Conversation, chat: ChatToolFormat, meta: dict[str, Any] | None = None
+) -> RolloutTree:
+    """:func:`conversation_tree` for native tool calling (``tool_format: chat_template``): the
+    prompt with the tools, each model segment as an assistant turn whose call (the tag protocol's
+    ``<tag>call</tag>`` at its end) becomes a function call, rendered by the chat template and
+    ended by EOS, and each tool result as the template's tool message
+    (:class:`~arpo.tasks.chat_tools.ChatToolFormat`: the ids a rollout of the same turns holds)."""
+    history = conversation.chat()
+    tree = RolloutTree(chat.prompt_ids(history), len(chat.tokenizer), meta or {"id": conversation.id})
+    parent = tree.root
+    segments = conversation.segments
+    for index in range(0, len(segments), 2):
+        tool = segments[index + 1] if index + 1 < len(segments) else None
+        call = (tool.tag or "", tool.call or "") if tool is not None else None
+        try:
+            message = chat.assistant_message(segments[index].text, call)
+        except ValueError as exc:
+            raise ValueError(f"{conversation.id}: {exc}") from None
+        text, ids = chat.assistant_ids(history, message)
+        node = tree.add_model(parent, Origin.INITIAL if index == 0 else None)
+        node.append(ids, [0.0] * len(ids), [0.0] * len(ids))
+        history.append(message)
+        if tool is None:
+            node.finish_reason = FinishReason.EOS
+            break
+        record = ToolCall(tool.tag or "", tool.call or "", tool.status or "ok")
+        parent = tree.add_tool(node, chat.results_ids(text, [(tool.tag or "", tool.text)]), [record])
+        history.append({"role": "tool", "name": tool.tag, "content": tool.text})
+    return tree
+
+
 def conversation_example(
-    conversation: Conversation, tokenizer: Any, protocol: ResponseProtocol | None = None
+    conversation: Conversation,
+    tokenizer: Any,
+    protocol: ResponseProtocol | None = None,
+    chat: ChatToolFormat | None = None,
 ) -> tuple[list[int], list[int]]:
-    """``(token_ids, loss_mask)`` of ``conversation``: 1 on model tokens, 0 on prompt and tool tokens."""
-    trajectory = conversation_tree(conversation, tokenizer, protocol).trajectories()[0]
+    """``(token_ids, loss_mask)`` of ``conversation``: 1 on model tokens, 0 on prompt and tool
+    tokens; rendered by the chat template with ``chat`` (:func:`chat_conversation_tree`)."""
+    tree = (
+        chat_conversation_tree(conversation, chat)
+        if chat is not None
+        else conversation_tree(conversation, tokenizer, protocol)
+    )
+    trajectory = tree.trajectories()[0]
     return trajectory.token_ids, trajectory.loss_mask
 
 

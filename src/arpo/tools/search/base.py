@@ -20,6 +20,7 @@ import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 from arpo.tools.base import Tool, ToolResult, ToolStatus
 
@@ -81,6 +82,12 @@ class SearchBackend(ABC):
 class SearchTool(Tool):
     """``<search>query</search>`` answered by a :class:`SearchBackend`."""
 
+    parameters: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {"query": {"type": "string", "description": "The search query."}},
+        "required": ["query"],
+    }
+
     def __init__(self, backend: SearchBackend, tag: str = "search") -> None:
         self.tag = tag
         self.backend = backend
@@ -88,6 +95,7 @@ class SearchTool(Tool):
             f"{tag}: searches {backend.source} for the query written between <{tag}> and </{tag}> "
             "and returns the best matching passages as 'Page i: title: text' lines."
         )
+        self.function_description = f"Searches {backend.source} and returns the best matching passages as 'Page i: title: text' lines."
         super().__init__()
 
     def run(self, call: str) -> ToolResult:
