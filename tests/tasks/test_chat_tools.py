@@ -30,7 +30,10 @@ def test_prompt_holds_the_tools_and_results_follow_token_exactly(tokenizer, sche
     messages = [{"role": "user", "content": "What is 6*7?"}]
     prompt = chat.prompt_ids(messages)
     text = tokenizer.decode(prompt)
-    assert text == "<|system|>Tools: <tools>calc(expression) python(code) </tools><|user|>What is 6*7?<|assistant|>"
+    assert (
+        text
+        == "<|system|>Tools: <tools>calc(expression) python(code) </tools><|user|>What is 6*7?<|assistant|>"
+    )
     turn = (
         '<think>multiply</think><tool_call>{"name": "calc", "arguments": {"expression": "6*7"}}</tool_call>'
     )
