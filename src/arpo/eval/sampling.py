@@ -19,6 +19,7 @@ from arpo.engines.factory import build_generator
 from arpo.engines.vllm_options import EngineName, VLLMOptions
 from arpo.progress import ProgressBar
 from arpo.rollout import ArpoRollout, RolloutConfig
+from arpo.tasks.chat_tools import TOOL_FORMAT_HELP, TOOL_PARSER_HELP, ToolFormatName
 from arpo.tasks.record import Task
 from arpo.tools import ToolBox
 
@@ -38,6 +39,8 @@ class SamplingConfig(BaseModel):
     prompts_per_batch: int = Field(32, ge=1, description="Tasks sampled together in one rollout batch.")
     seed: int = Field(0, description="Seed of the first batch (batch i uses seed + i).")
     engine: EngineName = Field("hf", description="Generator: hf (transformers) or vllm (see docs/vllm.md).")
+    tool_format: ToolFormatName = Field("tags", description=TOOL_FORMAT_HELP)
+    tool_parser: str = Field("hermes", description=TOOL_PARSER_HELP)
     vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="Options of the vllm engine.")
 
     @model_validator(mode="after")
@@ -59,6 +62,8 @@ class SamplingConfig(BaseModel):
                 "max_tool_calls": self.max_tool_calls,
                 "engine": self.engine,
                 "vllm": self.vllm,
+                "tool_format": self.tool_format,
+                "tool_parser": self.tool_parser,
             }
         )
 

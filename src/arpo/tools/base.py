@@ -21,6 +21,8 @@ from enum import Enum
 from typing import Any, ClassVar
 
 TAG_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
+SCALARS = {"integer": int, "number": float}
+"""JSON-schema scalar types a one-parameter call's text is converted to (:meth:`Tool.parse_call`)."""
 
 
 class ToolStatus(str, Enum):
@@ -116,6 +118,33 @@ class Tool(ABC):
             raise ValueError(f"{self.tag} needs the argument {name!r}")
         value = arguments[name]
         return value if isinstance(value, str) else json.dumps(value)
+
+    def parse_call(self, call: str) -> dict[str, Any]:
+        """The JSON arguments a call's text stands for, the inverse of :meth:`call_text`: a tool with
+        one parameter takes the text as its value (converted to an integer, number or boolean, or
+        parsed as JSON for an array or object, as the schema says), others a JSON object. Raises
+        ValueError saying what was expected."""
+        properties = self.parameters.get("properties", {})
+        if len(properties) == 1:
+            (name, prop), text = next(iter(properties.items())), call.strip()
+            kind = prop.get("type")
+            if kind == "boolean":
+                if text.lower() not in ("true", "false"):
+                    raise ValueError(f"{name} must be true or false, got {text!r}")
+                return {name: text.lower() == "true"}
+            try:
+                if kind in SCALARS:
+                    return {name: SCALARS[kind](text)}
+                return {name: json.loads(text) if kind in ("array", "object") else call}
+            except ValueError:
+                raise ValueError(f"{name} must be of type {kind}, got {text!r}") from None
+        try:
+            arguments = json.loads(call) if call.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"the arguments must be a JSON object ({exc.msg} at char {exc.pos})") from None
+        if not isinstance(arguments, dict):
+            raise ValueError(f"the arguments must be a JSON object, got {type(arguments).__name__}")
+        return arguments
 
     @abstractmethod
     def run(self, call: str) -> ToolResult:

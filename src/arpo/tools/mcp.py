@@ -45,8 +45,6 @@ from typing import Any
 
 from arpo.tools.base import TAG_PATTERN, Tool, ToolResult, ToolStatus
 
-SCALARS = {"integer": int, "number": float, "string": str}
-
 
 class McpError(RuntimeError):
     """The MCP server could not be started, reached or listed."""
@@ -219,32 +217,9 @@ class McpTool(Tool):
         )
         super().__init__()
 
-    def arguments(self, call: str) -> dict[str, Any]:
-        """The arguments a call's text stands for; ValueError with the expected form otherwise."""
-        if len(self.properties) == 1:
-            (name, prop), text = next(iter(self.properties.items())), call.strip()
-            kind = prop.get("type")
-            if kind == "boolean":
-                if text.lower() not in ("true", "false"):
-                    raise ValueError(f"{name} must be true or false, got {text!r}")
-                return {name: text.lower() == "true"}
-            if kind in SCALARS:
-                try:
-                    return {name: SCALARS[kind](text)}
-                except ValueError:
-                    raise ValueError(f"{name} must be of type {kind}, got {text!r}") from None
-            return {name: json.loads(text) if kind in ("array", "object") else text}
-        try:
-            arguments = json.loads(call) if call.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"the arguments must be a JSON object ({exc.msg} at char {exc.pos})") from None
-        if not isinstance(arguments, dict):
-            raise ValueError(f"the arguments must be a JSON object, got {type(arguments).__name__}")
-        return arguments
-
     def run(self, call: str) -> ToolResult:
         try:
-            arguments = self.arguments(call)
+            arguments = self.parse_call(call)
         except ValueError as exc:
             expected = ", ".join(self.properties) or "no arguments"
             return ToolResult(f"{self.tag}: {exc}; expected {expected}", ToolStatus.ERROR)

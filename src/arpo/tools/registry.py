@@ -7,6 +7,9 @@ A spec is a mapping with exactly one of
 - ``"import"``: ``"package.module:Attribute"``, a :class:`~arpo.tools.base.Tool` subclass or a
   function returning a Tool, e.g. ``{"import": "mypkg.tools:Wiki", "lang": "en"}``, so a user
   adds a tool without editing this package;
+- ``"function"``: ``"package.module:function"``, a plain typed Python function with a docstring,
+  called as a tool (:class:`~arpo.tools.function.FunctionTool`), e.g. ``{"function":
+  "mypkg.tools:convert_units"}``;
 
 and every other key is passed to it as a keyword argument. A spec with ``"mcp"`` instead
 (``{"mcp": {"command": ["python", "server.py"]}, "tools": ["add"]}``) stands for the tools of an
@@ -17,12 +20,14 @@ the spec and the key or value at fault. Built-in tools are imported only when bu
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from arpo.core.import_path import import_object
 from arpo.tools.base import Tool
+from arpo.tools.function import FunctionTool
 from arpo.tools.toolbox import ToolBox
 
 ToolFactory = Callable[..., Tool]
@@ -32,7 +37,7 @@ _REGISTRY: dict[str, ToolFactory | str] = {
     "python": "arpo.tools.python:PythonTool",
     "search": "arpo.tools.search:build_search_tool",
 }
-SPEC_KEYS = ("name", "import")
+SPEC_KEYS = ("name", "import", "function")
 
 
 class ToolSpecError(ValueError):
@@ -77,8 +82,9 @@ def build_tool(spec: Mapping[str, Any]) -> Tool:
     chosen = [key for key in SPEC_KEYS if key in spec]
     if len(chosen) != 1:
         raise ToolSpecError(
-            f"tool spec {dict(spec)!r} needs exactly one of 'name' (one of {', '.join(known_tools())}) "
-            "or 'import' ('package.module:Attribute'), or 'mcp' (an MCP server's tools)"
+            f"tool spec {dict(spec)!r} needs exactly one of 'name' (one of {', '.join(known_tools())}), "
+            "'import' ('package.module:Attribute'), 'function' ('package.module:function') or 'mcp' "
+            "(an MCP server's tools)"
         )
     key = chosen[0]
     target = spec[key]
@@ -88,6 +94,12 @@ def build_tool(spec: Mapping[str, Any]) -> Tool:
         if target not in _REGISTRY:
             raise ToolSpecError(f"unknown tool name {target!r}; known: {', '.join(known_tools())}")
         factory = _REGISTRY[target]
+    elif key == "function":
+        try:
+            function = import_object(target)
+        except ValueError as exc:
+            raise ToolSpecError(f"tool spec function={target!r}: {exc}") from None
+        factory = functools.partial(FunctionTool, function)
     else:
         factory = target
     if isinstance(factory, str):

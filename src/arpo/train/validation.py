@@ -59,8 +59,8 @@ class ValidationConfig(BaseModel):
     )
     sampling: SamplingConfig | None = Field(
         None,
-        description="How each task is sampled; null = greedy, one sample, with the rollout's budgets. Its engine "
-        "must be the rollout's (validation samples with the trainer's generator).",
+        description="How each task is sampled; null = greedy, one sample, with the rollout's budgets and tool "
+        "format. Its engine and tool format must be the rollout's (validation samples with the trainer's generator).",
     )
 
     def enabled(self) -> bool:
@@ -74,11 +74,18 @@ class ValidationConfig(BaseModel):
                 max_tool_calls=rollout.max_tool_calls,
                 engine=rollout.engine,
                 vllm=rollout.vllm,
+                tool_format=rollout.tool_format,
+                tool_parser=rollout.tool_parser,
             )
         if self.sampling.engine != rollout.engine:
             raise ValueError(
                 f"validation.sampling.engine is {self.sampling.engine!r} but the rollout's is {rollout.engine!r}: "
                 "validation samples with the trainer's generator, so they must be the same"
+            )
+        if self.sampling.tool_format != rollout.tool_format:
+            raise ValueError(
+                f"validation.sampling.tool_format is {self.sampling.tool_format!r} but the rollout's is "
+                f"{rollout.tool_format!r}: the policy is validated in the format it is trained in"
             )
         return self.sampling
 
