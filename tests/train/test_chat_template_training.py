@@ -86,7 +86,7 @@ def test_every_trajectory_is_the_templates_rendering_of_its_conversation(toolwor
         config = RolloutConfig.model_validate(ROLLOUT)
         rollout = ArpoRollout(HFGenerator(model.eval(), tokenizer), tokenizer, tools, config)
         trees = rollout.run([rollout.prompt_ids(t.chat()) for t in tasks], seed=0).trees
-        checked = calls = 0
+        checked = calls = same_ids = 0
         for task, tree in zip(tasks, trees, strict=True):
             for trajectory in tree.trajectories():
                 if trajectory.leaf.tool_calls:
@@ -111,4 +111,15 @@ def test_every_trajectory_is_the_templates_rendering_of_its_conversation(toolwor
                     expected = rendered if ended else rendered.removesuffix(eos)
                     assert tokenizer.decode(trajectory.token_ids, skip_special_tokens=False) == expected
                     checked += 1
-    assert checked >= 4 and calls > 0
+                    # the ids too, where the model sampled each turn's canonical tokenisation
+                    model_nodes = [n for n in trajectory.nodes[1:] if not n.tool_calls]
+                    if all(_canonical(tokenizer, n.token_ids) for n in model_nodes):
+                        assert trajectory.token_ids == tokenizer.encode(expected, add_special_tokens=False)
+                        same_ids += 1
+    assert checked >= 4 and calls > 0 and same_ids >= checked // 2
+
+
+def _canonical(tokenizer, ids):
+    return tokenizer.encode(
+        tokenizer.decode(ids, skip_special_tokens=False), add_special_tokens=False
+    ) == list(ids)
