@@ -104,6 +104,12 @@ class RolloutConfig(BaseModel):
     tool_format: ToolFormatName = Field("tags", description=TOOL_FORMAT_HELP)
     tool_parser: str = Field("hermes", description=TOOL_PARSER_HELP)
 
+    @field_validator("tool_parser")
+    @classmethod
+    def _known_parser(cls, value: str) -> str:
+        get_parser(value)  # raises ValueError naming the choices
+        return value
+
     @field_validator("result_template")
     @classmethod
     def _has_placeholder(cls, value: str) -> str:
@@ -263,8 +269,9 @@ class ArpoRollout:
         for path, out in zip(active, outs, strict=True):
             full = _response_length(path.node) >= cfg.max_response_tokens
             if self.chat is not None:  # a turn ends with EOS: the answer, or calls
-                calls = self._native_calls(path) if out.finish == "eos" else []
-                if out.finish == "eos" and not calls:
+                turn_end = out.finish == "eos" and path.node.token_ids[-1] == self.chat.eos_id
+                calls = self._native_calls(path) if turn_end else []
+                if out.finish == "eos" and not calls:  # another end-of-sequence id ends the trajectory
                     self._finish(path, FinishReason.EOS)
                 elif out.finish != "eos" or full:
                     self._finish(path, FinishReason.LENGTH)
@@ -299,7 +306,11 @@ class ArpoRollout:
         if self.chat is None:
             raise ValueError("read_calls reads native tool calls: set rollout.tool_format to chat_template")
         calls = []
-        for parsed in self.chat.parse(turn_text):
+        try:
+            parsed_calls = self.chat.parse(turn_text)
+        except Exception as exc:  # noqa: BLE001 - a custom parser's failure is the model's malformed call
+            return [Call("", "", f"Malformed tool call: the parser failed ({type(exc).__name__}: {exc}).")]
+        for parsed in parsed_calls:
             if parsed.error is not None:
                 calls.append(Call(parsed.name, "", f"Malformed tool call: {parsed.error}."))
             elif parsed.name not in self.tools.tags:
@@ -353,9 +364,8 @@ class ArpoRollout:
             made = _tool_calls_made(path.node)
             for j, call in enumerate(calls):
                 if made >= self.config.max_tool_calls:
-                    text = (
-                        f"Tool-call limit ({self.config.max_tool_calls}) reached: <{call.tag}> was not run."
-                    )
+                    name = (call.tag or "the call") if self.chat is not None else f"<{call.tag}>"
+                    text = f"Tool-call limit ({self.config.max_tool_calls}) reached: {name} was not run."
                     results[i, j] = ToolResult(text, ToolStatus.LIMIT)
                     continue
                 made += 1

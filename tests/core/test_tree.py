@@ -64,6 +64,15 @@ def test_json_round_trip_preserves_everything():
     assert again.nodes[2].decision.delta == pytest.approx(0.3)
 
 
+def test_trees_written_with_one_call_per_tool_node_still_load():
+    tree = build_tree()
+    data = json.loads(tree.to_json())
+    for item in data["nodes"]:
+        if "tool_calls" in item:
+            (item["tool_call"],) = item.pop("tool_calls")
+    assert RolloutTree.from_dict(data).to_dict() == tree.to_dict()
+
+
 def test_structural_rules_are_enforced():
     tree = RolloutTree([1], vocab_size=8)
     a = tree.add_model(tree.root)

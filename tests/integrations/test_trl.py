@@ -1,6 +1,6 @@
 """ARPO trees sampled inside TRL's GRPOTrainer (``rollout_func=ArpoRolloutFunc(...)``), on CPU with a
-tiny model and the built-in environment's tools: a step runs, parameters change, every prompt's
-group is one tree with M leaves, and TRL's fields are the trees' trajectories."""
+tiny model that calls the calculator: a step runs, parameters change, every prompt's group is one
+tree with M leaves, and TRL's fields are the trees' trajectories, tool tokens masked."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ datasets = pytest.importorskip("datasets")
 
 from arpo.core.tree import Origin, Role  # noqa: E402
 from arpo.integrations.trl import ArpoRolloutFunc  # noqa: E402
-from arpo.models.loading import PolicyConfig, load_policy  # noqa: E402
-from arpo.tasks.toolworld import load_toolworld_tasks, read_config, tool_specs  # noqa: E402
+from arpo.models.tiny import build_tiny_llama  # noqa: E402
 from arpo.tools.registry import build_toolbox  # noqa: E402
+from tests.conftest import QUESTIONS, train_tool_caller  # noqa: E402
 
 M = 4
 
@@ -25,29 +25,37 @@ def letters(completions, **kwargs):
     return [t.count("e") / max(1, len(t)) for t in texts]
 
 
-def test_grpo_trainer_trains_on_arpo_trees(toolworld, tmp_path, monkeypatch):
+@pytest.fixture
+def fresh_accelerate_state():
+    """TRL's trainer sets accelerate's process-wide state; later tests set their own."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_grpo_trainer_trains_on_arpo_trees(tokenizer, prompts, tmp_path, monkeypatch, fresh_accelerate_state):
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
-    model, tokenizer = load_policy(PolicyConfig(name="tiny", tokenizer=str(toolworld.tokenizer), seed=0))
-    tasks = load_toolworld_tasks(toolworld.train)[:4]
-    dataset = datasets.Dataset.from_list([{"prompt": task.chat()} for task in tasks])
+    model = train_tool_caller(build_tiny_llama(tokenizer, seed=2), tokenizer, prompts)
+    dataset = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": q}]} for q in QUESTIONS])
     args = trl.GRPOConfig(
         output_dir=str(tmp_path / "trl"),
         per_device_train_batch_size=M,
         gradient_accumulation_steps=1,
         num_generations=M,
-        max_completion_length=48,
+        max_completion_length=40,
         max_steps=2,
         learning_rate=1e-2,
         beta=0.0,
         temperature=1.0,
         use_cpu=True,
+        bf16=False,
         report_to=[],
         logging_steps=1,
         save_strategy="no",
         seed=0,
     )
-    env = read_config(toolworld.root)
-    with build_toolbox(tool_specs(env, toolworld.corpus, cache_dir=toolworld.root / "index")) as tools:
+    with build_toolbox([{"name": "calc"}]) as tools:
         rollout_func = ArpoRolloutFunc(
             tools, {"branching": {"initial_rollouts": 2, "entropy_window": 4}}, seed=0
         )
@@ -83,6 +91,13 @@ def test_grpo_trainer_trains_on_arpo_trees(toolworld, tmp_path, monkeypatch):
             assert len(out["env_mask"][row]) == len(out["logprobs"][row]) == len(out["completion_ids"][row])
             assert out["env_mask"][row].count(0) == tool_tokens
             assert out["tool_calls"][row] == [c.tag for c in trajectory.tool_calls]
+            assert all(
+                lp == 0.0
+                for lp, keep in zip(out["logprobs"][row], out["env_mask"][row], strict=True)
+                if not keep
+            )
+    masked = sum(row.count(0) for _, out, _ in calls for row in out["env_mask"])
+    assert masked > 0, "tool tokens were sampled and masked out of TRL's loss"
 
 
 def test_prompts_not_in_whole_groups_are_refused():

@@ -122,3 +122,25 @@ def test_smollm2_template_ignores_tools_and_is_refused(smollm2, schemas):
     tokenizer = AutoTokenizer.from_pretrained(smollm2.folder)
     with pytest.raises(ChatTemplateError, match="ignores `tools`"):
         ChatToolFormat(tokenizer, schemas, parse_hermes)
+
+
+def test_the_rollout_reads_native_calls_as_it_runs_them(tokenizer):
+    from arpo.engines.hf import HFGenerator
+    from arpo.models.tiny import build_tiny_llama
+    from arpo.rollout import ArpoRollout, RolloutConfig
+
+    config = RolloutConfig(tool_format="chat_template", tool_parser="hermes")
+    with ToolBox([Calculator()]) as box:
+        rollout = ArpoRollout(HFGenerator(build_tiny_llama(tokenizer), tokenizer), tokenizer, box, config)
+        calls = rollout.read_calls(
+            '<tool_call>{"name": "calc", "arguments": {"expression": "6*7"}}</tool_call>'
+            '<tool_call>{"name": "search", "arguments": {"query": "x"}}</tool_call>'
+            '<tool_call>{"name": "calc", "arguments": {"x": 1}}</tool_call>'
+            "<tool_call>{calc}</tool_call>"
+        )
+    assert [(c.tag, c.text, c.error) for c in calls[:1]] == [("calc", "6*7", None)]
+    assert calls[1].error == "Unknown tool 'search'; the tools are: calc."
+    assert calls[2].error.startswith("Bad arguments: calc: no argument ['x']; the arguments: expression")
+    assert calls[3].error.startswith("Malformed tool call: the tool call is not JSON")
+    with pytest.raises(ValueError, match="unknown tool parser 'mistral'"):
+        RolloutConfig(tool_format="chat_template", tool_parser="mistral")

@@ -116,15 +116,31 @@ def test_a_spec_picks_tools_and_errors_name_what_is_wrong(server, tmp_path):
         ToolSpecError, match=r"no tool \['cube'\]; it lists \['add', 'fail', 'nap', 'shout', 'square'\]"
     ):
         build_toolbox([{"mcp": {"command": command}, "tools": ["cube"]}])
-    crash = [sys.executable, "-c", "import sys; sys.stderr.write('cannot start: no licence'); sys.exit(3)"]
-    with pytest.raises(ToolSpecError, match="cannot start: no licence"):
-        build_toolbox([{"mcp": {"command": crash}}])
+    crash = [sys.executable, "-c", "import os, sys; sys.stderr.write(os.environ['WHY']); sys.exit(3)"]
+    with pytest.raises(ToolSpecError, match="stderr ends with:\ncannot start: no licence"):
+        build_toolbox([{"mcp": {"command": crash, "env": {"WHY": "cannot start: no licence"}}}])
     with pytest.raises(ToolSpecError, match="exactly one of mcp.command"):
         build_toolbox([{"mcp": {}}])
     with pytest.raises(ToolSpecError, match="unknown mcp keys"):
         build_toolbox([{"mcp": {"command": command, "port": 1}}])
     with pytest.raises(ToolSpecError, match="cannot be combined"):
         build_toolbox([{"mcp": {"command": command}, "name": "python"}])
+
+
+def test_a_server_that_never_answers_times_out_and_is_stopped(tmp_path):
+    pid_file = tmp_path / "pid"
+    silent = [
+        sys.executable,
+        "-c",
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)",
+    ]
+    with pytest.raises(ToolSpecError, match="no tool list within 2"):
+        build_toolbox([{"mcp": {"command": silent}, "connect_timeout_s": 2}])
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the server is stopped when the connection is given up"
 
 
 def test_streamable_http_server(server, tmp_path):

@@ -273,7 +273,10 @@ class RolloutTree:
                 entropies=list(item.get("entropies", [])),
                 origin=Origin(item["origin"]) if "origin" in item else None,
                 finish_reason=FinishReason(item["finish_reason"]) if "finish_reason" in item else None,
-                tool_calls=[ToolCall(**call) for call in item.get("tool_calls", [])],
+                tool_calls=[  # "tool_call": one call, as trees were written before several per node
+                    ToolCall(**call)
+                    for call in item.get("tool_calls", [item["tool_call"]] if "tool_call" in item else [])
+                ],
                 decision=BranchDecision(**item["decision"]) if "decision" in item else None,
             )
         return tree

@@ -48,6 +48,13 @@ from arpo.rollout import ArpoRollout, RolloutConfig
 from arpo.tools import ToolBox
 
 
+def group_size(trainer: Any) -> int:
+    """Completions per prompt: ``num_generations`` in training, ``num_generations_eval`` in evaluation."""
+    training = getattr(getattr(trainer, "model", None), "training", True)
+    evaluation = getattr(trainer, "num_generations_eval", None)
+    return trainer.num_generations if training or evaluation is None else evaluation
+
+
 class ArpoRolloutFunc:
     """A ``GRPOTrainer`` ``rollout_func`` that samples ARPO trees (module docstring)."""
 
@@ -69,7 +76,7 @@ class ArpoRolloutFunc:
         """The rollout for the trainer's current model, tokenizer and settings (built once)."""
         model = trainer.accelerator.unwrap_model(trainer.model)
         tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
-        m = trainer.num_generations
+        m = group_size(trainer)
         branching = self.config.branching
         if branching.initial_rollouts > m:
             raise ValueError(
@@ -92,7 +99,7 @@ class ArpoRolloutFunc:
         return self._rollout
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list[Any]]:
-        m = trainer.num_generations
+        m = group_size(trainer)
         groups = [prompts[i : i + m] for i in range(0, len(prompts), m)]
         if len(prompts) % m or any(any(p != group[0] for p in group) for group in groups):
             raise ValueError(

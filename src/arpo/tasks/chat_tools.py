@@ -29,11 +29,11 @@ assistant turn does not end with the EOS token.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from arpo.core.tool_parsers import Parser
+from arpo.tools.base import arguments_from_text
 
 PROBE: list[dict[str, Any]] = [
     {"role": "user", "content": "What is 6 times 7?"},
@@ -75,6 +75,8 @@ class ChatToolFormat:
         if tokenizer.eos_token is None:
             raise ChatTemplateError(f"tool_format chat_template: the tokenizer {name} has no EOS token")
         self.eos_text: str = tokenizer.eos_token
+        self.eos_id: int = tokenizer.eos_token_id
+        """The token that ends an assistant turn (another end-of-sequence id ends the trajectory)."""
         user = PROBE[:1]
         if self.render(user, True) == self._render(user, True, None):
             raise ChatTemplateError(
@@ -85,9 +87,15 @@ class ChatToolFormat:
         self._check_probe(name)
 
     def _render(self, messages: Sequence[dict[str, Any]], generation_prompt: bool, tools: Any) -> str:
-        return self.tokenizer.apply_chat_template(
-            list(messages), tools=tools, tokenize=False, add_generation_prompt=generation_prompt
-        )
+        try:
+            return self.tokenizer.apply_chat_template(
+                list(messages), tools=tools, tokenize=False, add_generation_prompt=generation_prompt
+            )
+        except Exception as exc:  # noqa: BLE001 - jinja's TemplateError and what templates raise themselves
+            raise ChatTemplateError(
+                f"tool_format chat_template: the chat template failed on a conversation with tool messages "
+                f"({type(exc).__name__}: {exc}); it may need fields this format does not give (e.g. tool_call_id)"
+            ) from exc
 
     def render(self, messages: Sequence[dict[str, Any]], generation_prompt: bool) -> str:
         """The template's text of ``messages`` with the tools."""
@@ -171,16 +179,10 @@ class ChatToolFormat:
         schemas = {tool["function"]["name"]: tool["function"].get("parameters", {}) for tool in self.tools}
         if tag not in schemas:
             raise ValueError(f"a demonstration calls {tag!r}, which is not among the tools {sorted(schemas)}")
-        properties = schemas[tag].get("properties", {})
-        if len(properties) == 1:
-            arguments: Any = {next(iter(properties)): body}
-        else:
-            try:
-                arguments = json.loads(body)
-            except json.JSONDecodeError:
-                raise ValueError(
-                    f"the call of {tag} is not a JSON object of its arguments: {body!r}"
-                ) from None
+        try:
+            arguments = arguments_from_text(schemas[tag], body)
+        except ValueError as exc:
+            raise ValueError(f"the call of {tag} ({body!r}): {exc}") from None
         function = {"name": tag, "arguments": arguments}
         return {
             "role": "assistant",

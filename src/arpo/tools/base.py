@@ -104,47 +104,17 @@ class Tool(ABC):
         }
 
     def call_text(self, arguments: dict[str, Any]) -> str:
-        """The text :meth:`run` takes for a native call's JSON arguments: a tool with one parameter
-        gets its value (a string as is, anything else as JSON), others the JSON object. Raises
+        """The text :meth:`run` takes for a native call's JSON arguments (:func:`text_from_arguments`);
         ValueError naming a missing or unknown argument."""
-        properties = self.parameters.get("properties", {})
-        unknown = sorted(set(arguments) - set(properties))
-        if unknown:
-            raise ValueError(f"{self.tag} has no argument {unknown}; its arguments: {', '.join(properties)}")
-        if len(properties) != 1:
-            return json.dumps(arguments)
-        (name,) = properties
-        if name not in arguments:
-            raise ValueError(f"{self.tag} needs the argument {name!r}")
-        value = arguments[name]
-        return value if isinstance(value, str) else json.dumps(value)
+        try:
+            return text_from_arguments(self.parameters, arguments)
+        except ValueError as exc:
+            raise ValueError(f"{self.tag}: {exc}") from None
 
     def parse_call(self, call: str) -> dict[str, Any]:
-        """The JSON arguments a call's text stands for, the inverse of :meth:`call_text`: a tool with
-        one parameter takes the text as its value (converted to an integer, number or boolean, or
-        parsed as JSON for an array or object, as the schema says), others a JSON object. Raises
-        ValueError saying what was expected."""
-        properties = self.parameters.get("properties", {})
-        if len(properties) == 1:
-            (name, prop), text = next(iter(properties.items())), call.strip()
-            kind = prop.get("type")
-            if kind == "boolean":
-                if text.lower() not in ("true", "false"):
-                    raise ValueError(f"{name} must be true or false, got {text!r}")
-                return {name: text.lower() == "true"}
-            try:
-                if kind in SCALARS:
-                    return {name: SCALARS[kind](text)}
-                return {name: json.loads(text) if kind in ("array", "object") else call}
-            except ValueError:
-                raise ValueError(f"{name} must be of type {kind}, got {text!r}") from None
-        try:
-            arguments = json.loads(call) if call.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"the arguments must be a JSON object ({exc.msg} at char {exc.pos})") from None
-        if not isinstance(arguments, dict):
-            raise ValueError(f"the arguments must be a JSON object, got {type(arguments).__name__}")
-        return arguments
+        """The JSON arguments a call's text stands for (:func:`arguments_from_text`), the inverse of
+        :meth:`call_text`; ValueError saying what was expected."""
+        return arguments_from_text(self.parameters, call)
 
     @abstractmethod
     def run(self, call: str) -> ToolResult:
@@ -156,3 +126,64 @@ class Tool(ABC):
 
     def close(self) -> None:  # noqa: B027  (optional hook, deliberately empty by default)
         """Release processes, files and connections; the default holds none."""
+
+
+def _type(prop: dict[str, Any]) -> tuple[str | None, bool]:
+    """A JSON-schema property's type and whether it may be null (``["integer", "null"]``)."""
+    kind = prop.get("type")
+    if isinstance(kind, list):
+        others = [k for k in kind if k != "null"]
+        return (others[0] if len(others) == 1 else None), "null" in kind
+    return kind, kind == "null"
+
+
+def text_from_arguments(parameters: dict[str, Any], arguments: dict[str, Any]) -> str:
+    """A call's text for JSON ``arguments`` under the JSON schema ``parameters``: a tool with one
+    parameter gets its value (a string as is, anything else as JSON; nothing when it is optional
+    and absent), others the JSON object."""
+    properties = parameters.get("properties", {})
+    unknown = sorted(set(arguments) - set(properties))
+    if unknown:
+        raise ValueError(f"no argument {unknown}; the arguments: {', '.join(properties) or 'none'}")
+    missing = [name for name in parameters.get("required", []) if name not in arguments]
+    if missing:
+        raise ValueError(f"missing the argument(s) {missing}")
+    if len(properties) != 1:
+        return json.dumps(arguments)
+    (name,) = properties
+    if name not in arguments:
+        return ""
+    value = arguments[name]
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def arguments_from_text(parameters: dict[str, Any], text: str) -> dict[str, Any]:
+    """The inverse of :func:`text_from_arguments`: a tool with one parameter takes the text as its
+    value (converted to an integer, number or boolean, ``null`` for a nullable one, parsed as
+    JSON for an array or object, as the schema says; no argument when the text is empty and the
+    parameter optional), others a JSON object. ValueError saying what was expected."""
+    properties = parameters.get("properties", {})
+    if len(properties) == 1:
+        (name, prop), stripped = next(iter(properties.items())), text.strip()
+        kind, nullable = _type(prop)
+        if not stripped and name not in parameters.get("required", []):
+            return {}
+        if nullable and stripped == "null":
+            return {name: None}
+        if kind == "boolean":
+            if stripped.lower() not in ("true", "false"):
+                raise ValueError(f"{name} must be true or false, got {stripped!r}")
+            return {name: stripped.lower() == "true"}
+        try:
+            if kind in SCALARS:
+                return {name: SCALARS[kind](stripped)}
+            return {name: json.loads(stripped) if kind in ("array", "object") else text}
+        except ValueError:
+            raise ValueError(f"{name} must be of type {kind}, got {stripped!r}") from None
+    try:
+        arguments = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the arguments must be a JSON object ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(arguments, dict):
+        raise ValueError(f"the arguments must be a JSON object, got {type(arguments).__name__}")
+    return arguments

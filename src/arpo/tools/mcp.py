@@ -32,7 +32,6 @@ when the server cannot be reached.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import tempfile
 import threading
@@ -74,6 +73,8 @@ class McpConnection:
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
         self._ready: Future[Any] = Future()
+        self._ended = threading.Event()
+        """Set when the session has ended and its transport (a stdio server) is closed."""
         self._closed = False
         self._thread = threading.Thread(
             target=self._loop.run_forever, name=f"arpo-mcp {self.where}", daemon=True
@@ -85,13 +86,13 @@ class McpConnection:
         try:
             self.tools: list[Any] = self._ready.result(timeout=connect_timeout_s)
         except FutureTimeout:
+            message = f"MCP server {self.where}: no tool list within {connect_timeout_s} s{self._log_tail()}"
             self.close()
-            raise McpError(
-                f"MCP server {self.where}: no tool list within {connect_timeout_s} s{self._log_tail()}"
-            ) from None
+            raise McpError(message) from None
         except Exception as exc:
+            message = f"MCP server {self.where}: {exc}{self._log_tail()}"
             self.close()
-            raise McpError(f"MCP server {self.where}: {exc}{self._log_tail()}") from exc
+            raise McpError(message) from exc
 
     async def _serve(
         self,
@@ -144,6 +145,8 @@ class McpConnection:
                 self._ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
             if not isinstance(exc, Exception):
                 raise
+        finally:
+            self._ended.set()
 
     def call(self, name: str, arguments: dict[str, Any], timeout_s: float) -> Any:
         """``tools/call`` on the server; the SDK's ``CallToolResult``."""
@@ -152,17 +155,22 @@ class McpConnection:
         future = asyncio.run_coroutine_threadsafe(
             self.session.call_tool(name, arguments, read_timeout_seconds=timeout_s), self._loop
         )
-        return future.result(timeout=timeout_s + 5)
+        try:
+            return future.result(timeout=timeout_s + 5)
+        except FutureTimeout:
+            future.cancel()
+            raise
 
     def close(self) -> None:
         """End the session (a stdio server is stopped) and the loop; later calls are no-ops."""
         if self._closed:
             return
         self._closed = True
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        with contextlib.suppress(Exception):  # a session that failed earlier has nothing more to end
-            self._served.result(timeout=10)
+        if self._ready.done() and self._ready.exception() is None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)  # a live session ends normally
+        else:
+            self._served.cancel()  # one still connecting (or hung) is cancelled: its transport closes
+        self._ended.wait(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
@@ -248,7 +256,7 @@ def _result_text(result: Any) -> str:
 def build_mcp_tools(
     mcp: Mapping[str, Any],
     tools: Sequence[str] | None = None,
-    call_timeout_s: float = 60.0,
+    call_timeout_s: float = 30.0,
     connect_timeout_s: float = 30.0,
 ) -> list[Tool]:
     """The tools of one MCP server (module docstring); raises McpError / ValueError naming the problem."""
