@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+Named = TypeVar("Named", bound=Callable[..., Any])
 
 
 def import_object(path: str) -> Any:
@@ -26,3 +29,18 @@ def import_object(path: str) -> Any:
                 f"import path {path!r}: {module_name!r} has no attribute {attribute!r}"
             ) from error
     return target
+
+
+def builtin_or_import(name: str, builtins: Mapping[str, Named], kind: str) -> Named:
+    """``builtins[name]``, or the function at import path ``name``; ValueError naming the choices
+    (``kind`` says what is looked up, e.g. ``"metric"``)."""
+    if name in builtins:
+        return builtins[name]
+    if ":" not in name:
+        raise ValueError(
+            f"unknown {kind} {name!r}: use one of {sorted(builtins)} or 'package.module:function'"
+        )
+    found = import_object(name)
+    if not callable(found):
+        raise ValueError(f"{kind} {name!r} is not callable")
+    return found

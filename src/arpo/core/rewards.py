@@ -28,7 +28,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from arpo.core.answer_format import FormatSpec, check_format, last_boxed
-from arpo.core.import_path import import_object
+from arpo.core.import_path import builtin_or_import, import_object
 from arpo.core.math_equivalence import math_equal
 from arpo.core.qa_metrics import exact_match, token_f1
 
@@ -133,16 +133,7 @@ class RewardConfig(BaseModel):
 
 def resolve_metric(name: str) -> Metric:
     """A built-in metric by name, or a function given as ``"package.module:function"``."""
-    if name in BUILTIN_METRICS:
-        return BUILTIN_METRICS[name]
-    if ":" not in name:
-        raise ValueError(
-            f"unknown metric {name!r}: use one of {sorted(BUILTIN_METRICS)} or 'package.module:function'"
-        )
-    metric = import_object(name)
-    if not callable(metric):
-        raise ValueError(f"metric {name!r} is not callable")
-    return metric
+    return builtin_or_import(name, BUILTIN_METRICS, "metric")
 
 
 class HierarchicalReward:

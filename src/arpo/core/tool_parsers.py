@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from arpo.core.import_path import import_object
+from arpo.core.import_path import builtin_or_import
 
 
 @dataclass(frozen=True)
@@ -104,13 +104,4 @@ PARSERS: dict[str, Parser] = {"hermes": parse_hermes, "qwen": parse_hermes, "lla
 
 def get_parser(name: str) -> Parser:
     """A built-in parser by name, or a function by import path; ValueError naming the choices."""
-    if name in PARSERS:
-        return PARSERS[name]
-    if ":" not in name:
-        raise ValueError(
-            f"unknown tool parser {name!r}: use one of {sorted(PARSERS)} or 'package.module:function'"
-        )
-    parser = import_object(name)
-    if not callable(parser):
-        raise ValueError(f"tool parser {name!r} is not a function")
-    return parser
+    return builtin_or_import(name, PARSERS, "tool parser")
