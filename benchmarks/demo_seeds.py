@@ -51,6 +51,17 @@ def run_demo(out: Path, isa: str, seed: int, overrides: list[str]) -> dict[str, 
     return json.loads(results.read_text())
 
 
+def fixed_tasks(accuracy: dict[str, Any]) -> dict[str, Any]:
+    """The fixed-task accuracy of an RL run's results (none in demos without validation)."""
+    return accuracy.get("validation") or {"start": None, "end": None, "steps": [], "values": []}
+
+
+def gain(accuracy: dict[str, Any]) -> float | None:
+    """end − start, or None when the run has no such measurement."""
+    start, end = accuracy.get("start"), accuracy.get("end")
+    return None if start is None or end is None else end - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -80,10 +91,10 @@ def main() -> None:
                     f"{100 * r['arpo_minus_sft']:+.1f}",
                     f"{100 * r['grpo_minus_sft']:+.1f}",
                     *(
-                        f"{100 * acc['start']:.0f} → {100 * acc['end']:.0f}"
+                        f"{100 * acc['start']:.0f} → {100 * acc['end']:.0f}" if gain(acc) is not None else "–"
                         for acc in (
-                            train["arpo"]["validation"],
-                            train["grpo"]["validation"],
+                            fixed_tasks(train["arpo"]),
+                            fixed_tasks(train["grpo"]),
                             train["arpo"],
                             train["grpo"],
                             train["arpo"]["all_leaves"],
@@ -94,7 +105,8 @@ def main() -> None:
             )
 
         def column(get: Any, scale: float = 100.0, digits: int = 1, runs: list = per_seed) -> str:
-            return spread([get(r) for r in runs], scale, digits)
+            values = [v for v in (get(r) for r in runs) if v is not None]
+            return spread(values, scale, digits) if values else "–"
 
         rows.append(
             [
@@ -103,10 +115,10 @@ def main() -> None:
                 column(lambda r: r["arpo_minus_sft"]),
                 column(lambda r: r["grpo_minus_sft"]),
                 *(
-                    "gain " + column(lambda r, get=get: get(r)["end"] - get(r)["start"])
+                    "gain " + column(lambda r, get=get: gain(get(r)))
                     for get in (
-                        lambda r: r["training_accuracy"]["arpo"]["validation"],
-                        lambda r: r["training_accuracy"]["grpo"]["validation"],
+                        lambda r: fixed_tasks(r["training_accuracy"]["arpo"]),
+                        lambda r: fixed_tasks(r["training_accuracy"]["grpo"]),
                         lambda r: r["training_accuracy"]["arpo"],
                         lambda r: r["training_accuracy"]["grpo"],
                         lambda r: r["training_accuracy"]["arpo"]["all_leaves"],
@@ -168,7 +180,7 @@ def main() -> None:
                     linestyle="-" if isa == "native" else "--",
                 )
                 for (isa, seed), r in results.items()
-                for curve in [r["training_accuracy"][name]["validation"]]
+                for curve in [fixed_tasks(r["training_accuracy"][name])]
             ],
             xlabel="step",
         )

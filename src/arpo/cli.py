@@ -98,7 +98,8 @@ def _train(job: type[M], run: Any, config: Path | None, overrides: list[str] | N
     except RunStopped as exc:
         raise _stopped(exc) from None
     checkpoints = Path(cfg.run_dir) / "checkpoints"  # type: ignore[attr-defined]
-    console.print(f"[green]done[/green]: {len(history)} steps; checkpoints in {checkpoints}")
+    steps = sum(m["step"] > 0 for m in history)  # step 0: the starting policy's validation
+    console.print(f"[green]done[/green]: {steps} steps; checkpoints in {checkpoints}")
 
 
 @app.command()

@@ -125,6 +125,8 @@ class DemoValidation(BaseModel):
             prompts_per_batch=50,
             seed=seed,
         )
+        if self.every == 0:
+            return ValidationConfig()
         train = EvalDataset(name="train", toolworld_dir=str(env_dir), split="train", limit=self.tasks)
         return ValidationConfig(every=self.every, datasets=[train], sampling=sampling)
 

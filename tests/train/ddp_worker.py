@@ -17,6 +17,7 @@ import torch
 from arpo.eval.sampling import SamplingConfig
 from arpo.eval.sources import LoadedDataset
 from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
+from arpo.rollout import RolloutConfig
 from arpo.tools import Calculator, ToolBox
 from arpo.train.rl import RLConfig, RLTrainer
 from arpo.train.validation import ValidationSet, Validator
@@ -27,7 +28,10 @@ def validator(tokenizer, tools: ToolBox) -> Validator:
     """Greedy validation on 5 tasks: the processes' shards are unequal (3 and 2)."""
     data = LoadedDataset("sums", arithmetic_tasks(5), [])
     sampling = SamplingConfig(max_response_tokens=24)
-    return Validator(1, [ValidationSet(data, tools)], sampling, tokenizer, count_ones)
+    rollout = RolloutConfig(
+        temperature=0.0, max_response_tokens=24, branching={"rollouts_per_prompt": 1, "initial_rollouts": 1}
+    )
+    return Validator(1, [ValidationSet(data, tools)], sampling, rollout, tokenizer, count_ones)
 
 
 def main(out: Path, mode: str | None) -> None:

@@ -7,14 +7,22 @@ import json
 from statistics import fmean
 
 import pytest
+import torch
 
 from arpo.config import ConfigError, load_config
 from arpo.eval.evaluate import EvalConfig, run_eval
+from arpo.eval.sampling import SamplingConfig
+from arpo.eval.sources import LoadedDataset
+from arpo.models.tiny import build_tiny_llama
+from arpo.tools import Calculator, ToolBox
 from arpo.train.budget import BUDGETS
 from arpo.train.checkpoint import checkpoint_dir
 from arpo.train.jobs import RLJobConfig, SFTJobConfig, run_rl, run_sft
 from arpo.train.metrics_log import read_metrics
 from arpo.train.progress import describe
+from arpo.train.rl import RLTrainer
+from arpo.train.validation import ValidationConfig, ValidationSet, Validator
+from tests.train.helpers import arithmetic_tasks, count_ones, rl_config
 
 SAMPLING = {"temperature": 1.0, "samples": 2, "max_response_tokens": 48, "seed": 5}
 VAL_KEYS = {f"val/probe/{q}" for q in ("accuracy", "format_ok", "tool_calls", "response_tokens")}
@@ -102,7 +110,53 @@ def test_validation_runs_at_step_0_every_k_and_the_end_and_equals_arpo_eval(tool
     assert "val/probe/accuracy" in metrics[4]
 
 
+def test_validation_leaves_the_training_run_unchanged(tokenizer, tmp_path):
+    histories, params = [], []
+    for validated in (False, True):
+        model = build_tiny_llama(tokenizer, seed=0)
+        with ToolBox([Calculator()]) as tools:
+            data = LoadedDataset("sums", arithmetic_tasks(3), [])
+            sampling = SamplingConfig(temperature=1.0, samples=2, max_response_tokens=24)
+            config = rl_config(steps=3)
+            validation = ValidationConfig(
+                every=1, datasets=[{"dataset": {"path": "unused.jsonl"}}], sampling=sampling
+            )
+            validator = Validator(
+                1,
+                [ValidationSet(data, tools)],
+                sampling,
+                validation.rollout_config(config.rollout),
+                tokenizer,
+                count_ones,
+            )
+            trainer = RLTrainer(
+                config,
+                model,
+                tokenizer,
+                arithmetic_tasks(),
+                tools,
+                count_ones,
+                tmp_path / str(validated),
+                validator=validator if validated else None,
+            )
+            history = trainer.train()
+        histories.append(
+            [
+                {k: v for k, v in m.items() if m["step"] > 0 and not k.startswith(("time/", "val/"))}
+                for m in history
+                if m["step"] > 0
+            ]
+        )
+        params.append(model.state_dict())
+    assert histories[0] == histories[1]
+    assert all(torch.equal(params[0][k], params[1][k]) for k in params[0])
+
+
 def test_validation_config_is_checked():
+    with pytest.raises(ConfigError, match="needs validation.datasets"):
+        load_config(RLJobConfig, None, ["validation.every=2"])
+    with pytest.raises(ConfigError, match="validation.every is 0"):
+        load_config(RLJobConfig, None, ["validation.datasets=[{toolworld_dir: env}]"])
     with pytest.raises(ConfigError, match="validation.sampling.engine"):
         load_config(
             RLJobConfig,

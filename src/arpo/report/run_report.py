@@ -193,7 +193,9 @@ def write_run_report(
     }
     out = Path(out_dir) if out_dir is not None else dirs[0]
     title = f"Training report: {' vs '.join(labels)}"
-    steps = ", ".join(f"{label}: {len(history)} steps" for label, history in runs.items())
+    steps = ", ".join(  # step 0 (validation of the starting policy) is not a training step
+        f"{label}: {sum(m.get('step', 0) > 0 for m in history)} steps" for label, history in runs.items()
+    )
     blocks: list[Block] = [
         Heading(title, 1),
         Paragraph(

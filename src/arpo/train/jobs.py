@@ -21,7 +21,8 @@ Where the data comes from (``data``), at most one of (none: ``toolworld`` with i
 
 ``validation`` (RL only; :mod:`arpo.train.validation`) names data sets as ``arpo eval`` does —
 a held-out split or file, or a fixed subset of the training tasks — that the trainer samples at
-step 0, every ``validation.every`` steps and at the end; their tools default to the run's.
+step 0, every ``validation.every`` steps and at the end; their tools default to the run's, and
+their system prompt to ``data.system_prompt``.
 
 ``model.name`` may name a previous run's folder: its newest intact checkpoint is used (e.g. RL
 starting from the SFT run). ``--resume`` picks the run's newest intact checkpoint once
@@ -327,6 +328,8 @@ def run_rl(
     try:
         if validation.enabled():
             for dataset in validation.datasets:
+                if dataset.system_prompt is None and config.data.system_prompt is not None:
+                    dataset = dataset.model_copy(update={"system_prompt": config.data.system_prompt})
                 data = load_eval_dataset(dataset, specs)
                 sets.append(ValidationSet(data, config.toolbox.build(data.tool_specs, tokenizer)))
         validator = (
@@ -334,6 +337,7 @@ def run_rl(
                 validation.every,
                 sets,
                 validation.resolved_sampling(config.train.rollout),
+                validation.rollout_config(config.train.rollout),
                 tokenizer,
                 make_reward_fn(config.reward),
             )

@@ -8,10 +8,12 @@ Validation samples the *same* tasks with the *same* seeds at step 0 (the startin
 Each data set is an :class:`~arpo.eval.sources.EvalDataset`, as in ``arpo eval``: a held-out
 split or file, or a fixed subset of the training tasks (``split: train`` with ``limit``) to follow
 the sampled training accuracy without prompt noise. Sampling goes through the trainer's own
-generator (the same weights, engine and tool loop as the rollouts; no branching) with
-``sampling`` (default: greedy, with the rollout's response and tool-call budgets), and every
-sample is scored as ``arpo eval`` scores it (:mod:`arpo.eval.records`), so the numbers equal an
-``arpo eval`` of the checkpoint with the same settings. Logged per data set ``name``:
+generator and the rollout's own settings (the same weights, engine, tool format, tags and tool
+loop; no branching) with ``sampling``'s samples, temperature, top-p and budgets (default:
+greedy, one sample, the rollout's budgets), and every sample is scored as ``arpo eval`` scores
+it (:mod:`arpo.eval.records`). On one process the numbers equal an ``arpo eval`` of the
+checkpoint with the same settings (tested). The engine is left awake: the trainer puts it to
+sleep after its own rollout, before the update, as without validation. Logged per data set ``name``:
 
 * ``val/<name>/accuracy``: mean correctness C of the samples (``score`` in ``arpo eval``);
 * ``val/<name>/format_ok``: share of samples that pass the format gate;
@@ -19,8 +21,9 @@ sample is scored as ``arpo eval`` scores it (:mod:`arpo.eval.records`), so the n
 * ``val/<name>/response_tokens``: tokens after the prompt per sample;
 
 and ``time/validation_s``, kept out of ``time/step_s`` and the run's wall-time budget. With
-several processes, each samples every ``world``-th task (its own seed) and the sums are
-all-reduced, so the numbers cover every task.
+several processes, each samples every ``world``-th task with its own seed and the sums are
+all-reduced, so the numbers cover every task; with T > 0 the samples, and so the numbers,
+depend on the number of processes (greedy validation does not).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from arpo.core.rewards import RewardFn
 from arpo.engines.base import Generator
@@ -59,23 +62,33 @@ class ValidationConfig(BaseModel):
     )
     sampling: SamplingConfig | None = Field(
         None,
-        description="How each task is sampled; null = greedy, one sample, with the rollout's budgets and tool "
-        "format. Its engine and tool format must be the rollout's (validation samples with the trainer's generator).",
+        description="How each task is sampled: samples, temperature, top_p, budgets, prompts_per_batch, seed; null = "
+        "greedy, one sample, with the rollout's budgets. Everything else (engine, tool format and parser, tags, "
+        "result template) is the rollout's; an engine or tool format set here must equal it.",
     )
 
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> ValidationConfig:
+        if self.every > 0 and not self.datasets:
+            raise ValueError("validation.every > 0 needs validation.datasets (the tasks to validate on)")
+        if self.datasets and self.every == 0:
+            raise ValueError(
+                "validation.datasets are given but validation.every is 0: set how often to validate"
+            )
+        return self
+
     def enabled(self) -> bool:
-        return self.every > 0 and bool(self.datasets)
+        return self.every > 0
 
     def resolved_sampling(self, rollout: RolloutConfig) -> SamplingConfig:
-        """``sampling``, or greedy with the rollout's budgets; raises ValueError on another engine."""
+        """``sampling``, or greedy with the rollout's budgets; raises ValueError on another engine or
+        tool format."""
         if self.sampling is None:
             return SamplingConfig(
                 max_response_tokens=rollout.max_response_tokens,
                 max_tool_calls=rollout.max_tool_calls,
                 engine=rollout.engine,
-                vllm=rollout.vllm,
                 tool_format=rollout.tool_format,
-                tool_parser=rollout.tool_parser,
             )
         if self.sampling.engine != rollout.engine:
             raise ValueError(
@@ -88,6 +101,20 @@ class ValidationConfig(BaseModel):
                 f"{rollout.tool_format!r}: the policy is validated in the format it is trained in"
             )
         return self.sampling
+
+    def rollout_config(self, rollout: RolloutConfig) -> RolloutConfig:
+        """The training rollout's config (engine, tool format and parser, tags, result template)
+        with the validation's sampling: N = M = samples, temperature, top_p and budgets."""
+        sampling = self.resolved_sampling(rollout)
+        return rollout.model_copy(
+            update={
+                "branching": sampling.rollout_config().branching,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "max_response_tokens": sampling.max_response_tokens,
+                "max_tool_calls": sampling.max_tool_calls,
+            }
+        )
 
 
 @dataclass
@@ -104,6 +131,7 @@ class Validator:
         every: int,
         sets: list[ValidationSet],
         sampling: SamplingConfig,
+        rollout: RolloutConfig,
         tokenizer: Any,
         reward_fn: RewardFn,
     ) -> None:
@@ -115,6 +143,8 @@ class Validator:
         self.every = every
         self.sets = sets
         self.sampling = sampling
+        self.rollout = rollout
+        """The rollout config validation samples with (:meth:`ValidationConfig.rollout_config`)."""
         self.tokenizer = tokenizer
         self.reward_fn = reward_fn
 
@@ -135,7 +165,7 @@ class Validator:
         metrics: dict[str, float] = {}
         for vset in self.sets:
             tasks = shard(vset.data.tasks)
-            rollout = ArpoRollout(generator, self.tokenizer, vset.tools, sampling.rollout_config())
+            rollout = ArpoRollout(generator, self.tokenizer, vset.tools, self.rollout)
             sums = [0.0] * 5
             for task, tree in zip(tasks, sample_with(rollout, self.tokenizer, tasks, sampling), strict=True):
                 for trajectory in tree.trajectories():
@@ -155,6 +185,5 @@ class Validator:
                     f"{prefix}/response_tokens": tokens / count,
                 }
             )
-        generator.sleep()
         metrics["time/validation_s"] = time.perf_counter() - started
         return metrics
