@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from arpo.core.tree import Role, RolloutTree
+from arpo.core.tree import RolloutTree
 from arpo.engines.factory import build_generator
 from arpo.rollout import ArpoRollout, RolloutConfig
 from arpo.tools import ToolBox
@@ -135,16 +135,11 @@ class ArpoRolloutFunc:
         }
         for ids, tree in zip(prompt_ids, batch.trees, strict=True):
             for trajectory in tree.trajectories():
-                logprobs: list[float] = []
-                mask: list[int] = []
-                for node in trajectory.nodes[1:]:
-                    model_node = node.role is Role.MODEL
-                    logprobs += node.logprobs if model_node else [0.0] * len(node.token_ids)
-                    mask += [int(model_node)] * len(node.token_ids)
+                start = trajectory.prompt_length
                 out["prompt_ids"].append(list(ids))
-                out["completion_ids"].append(trajectory.token_ids[trajectory.prompt_length :])
-                out["logprobs"].append(logprobs)
-                out["env_mask"].append(mask)
+                out["completion_ids"].append(trajectory.token_ids[start:])
+                out["logprobs"].append(trajectory.sampled_logprobs[start:])
+                out["env_mask"].append(trajectory.loss_mask[start:])
                 out["tool_calls"].append([call.tag for call in trajectory.tool_calls])
                 origin = trajectory.origin
                 out["arpo_origin"].append(origin.value if origin is not None else "initial")
