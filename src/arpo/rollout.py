@@ -265,18 +265,19 @@ class ArpoRollout:
         for path, out in zip(active, outs, strict=True):
             path.node.append(out.token_ids, out.logprobs, out.entropies)
         branches = [b for path in active for b in self._decide(path, rng)]  # before any path is released
-        pending: list[tuple[_Path, list[Call]]] = []
+        pending: list[tuple[_Path, list[Call], str]] = []  # (path, its calls, its turn's text)
         for path, out in zip(active, outs, strict=True):
             full = _response_length(path.node) >= cfg.max_response_tokens
             if self.chat is not None:  # a turn ends with EOS: the answer, or calls
                 turn_end = out.finish == "eos" and path.node.token_ids[-1] == self.chat.eos_id
-                calls = self._native_calls(path) if turn_end else []
+                text = self.codec.decode(path.node.token_ids[:-1]) if turn_end else ""  # the EOS excluded
+                calls = self.read_calls(text) if turn_end else []
                 if out.finish == "eos" and not calls:  # another end-of-sequence id ends the trajectory
                     self._finish(path, FinishReason.EOS)
                 elif out.finish != "eos" or full:
                     self._finish(path, FinishReason.LENGTH)
                 else:
-                    pending.append((path, calls))
+                    pending.append((path, calls, text))
             elif out.finish == "eos":
                 self._finish(path, FinishReason.EOS)
             elif out.stop_string == cfg.answer_close_tag:  # an answer that ends on the budget is whole
@@ -285,19 +286,17 @@ class ArpoRollout:
                 self._finish(path, FinishReason.LENGTH)
             else:
                 tag = self._close_tags[out.stop_string or ""]
-                call = extract_call(self.codec.decode(path.node.token_ids), tag)
+                text = self.codec.decode(path.node.token_ids)
+                call = extract_call(text, tag)
                 malformed = f"Malformed call: </{tag}> without <{tag}>."
-                pending.append((path, [Call(tag, call or "", None if call is not None else malformed)]))
-        results = self._run_calls(pending)
+                pending.append((path, [Call(tag, call or "", None if call is not None else malformed)], text))
+        results = self._run_calls([(path, calls) for path, calls, _ in pending])
         still = [
             path
-            for (path, calls), outcome in zip(pending, results, strict=True)
-            if self._append_results(path, calls, outcome)
+            for (path, calls, text), outcome in zip(pending, results, strict=True)
+            if self._append_results(path, calls, outcome, text)
         ]
         return still + branches
-
-    def _native_calls(self, path: _Path) -> list[Call]:
-        return self.read_calls(self._turn_text(path))
 
     def read_calls(self, turn_text: str) -> list[Call]:
         """The calls of an assistant turn's text, EOS excluded (``chat_template``), as the rollout
@@ -322,10 +321,6 @@ class ArpoRollout:
                 except ValueError as exc:
                     calls.append(Call(parsed.name, "", f"Bad arguments: {exc}."))
         return calls
-
-    def _turn_text(self, path: _Path) -> str:
-        """The sampled text of the path's current turn, which ended with EOS, without that EOS."""
-        return self.codec.decode(path.node.token_ids[:-1])
 
     def _decide(self, path: _Path, rng: random.Random) -> list[_Path]:
         """ARPO's decision at the tool result this path just continued from; returns the branches."""
@@ -381,12 +376,14 @@ class ArpoRollout:
             for i, (_, calls) in enumerate(pending)
         ]
 
-    def _append_results(self, path: _Path, calls: list[Call], outcome: list[tuple[ToolResult, bool]]) -> bool:
-        """Add the tool node with the results of the path's calls; returns whether the path goes on
-        (budget left after the results)."""
+    def _append_results(
+        self, path: _Path, calls: list[Call], outcome: list[tuple[ToolResult, bool]], turn_text: str
+    ) -> bool:
+        """Add the tool node with the results of the path's calls (made in ``turn_text``, decoded
+        once per round); returns whether the path goes on (budget left after the results)."""
         if self.chat is not None:
             ids = self.chat.results_ids(
-                self._turn_text(path), [(c.tag, r.text) for c, (r, _) in zip(calls, outcome, strict=True)]
+                turn_text, [(c.tag, r.text) for c, (r, _) in zip(calls, outcome, strict=True)]
             )
         else:
             ids = self.codec.encode_tool_text(self.config.result_template.format(result=outcome[0][0].text))
