@@ -116,6 +116,8 @@ class DemoValidation(BaseModel):
 
     def config(self, env_dir: Path, rl: RLConfig, seed: int) -> ValidationConfig:
         """The RL job's validation config."""
+        if self.every == 0:
+            return ValidationConfig()
         rollout = rl.rollout
         sampling = SamplingConfig(
             samples=self.samples,
@@ -125,8 +127,6 @@ class DemoValidation(BaseModel):
             prompts_per_batch=50,
             seed=seed,
         )
-        if self.every == 0:
-            return ValidationConfig()
         train = EvalDataset(name="train", toolworld_dir=str(env_dir), split="train", limit=self.tasks)
         return ValidationConfig(every=self.every, datasets=[train], sampling=sampling)
 

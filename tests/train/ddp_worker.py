@@ -19,9 +19,9 @@ from arpo.eval.sources import LoadedDataset
 from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
 from arpo.rollout import RolloutConfig
 from arpo.tools import Calculator, ToolBox
-from arpo.train.rl import RLConfig, RLTrainer
+from arpo.train.rl import RLConfig
 from arpo.train.validation import ValidationSet, Validator
-from tests.train.helpers import arithmetic_tasks, count_ones
+from tests.train.helpers import arithmetic_tasks, arithmetic_trainer, count_ones
 
 
 def validator(tokenizer, tools: ToolBox) -> Validator:
@@ -52,15 +52,8 @@ def main(out: Path, mode: str | None) -> None:
         }
     )
     with ToolBox([Calculator()]) as tools:
-        trainer = RLTrainer(
-            config,
-            model,
-            tokenizer,
-            arithmetic_tasks(),
-            tools,
-            count_ones,
-            out / "run",
-            validator=validator(tokenizer, tools),
+        trainer = arithmetic_trainer(
+            config, model, tokenizer, tools, out / "run", validator=validator(tokenizer, tools)
         )
         if mode == "nan-loss-on-rank-1" and trainer.rank == 1:
             step = trainer.clip_and_step

@@ -67,10 +67,15 @@ def rl_config(**overrides) -> RLConfig:
     return RLConfig.model_validate(base)
 
 
+def arithmetic_trainer(config, model, tokenizer, tools, run_dir, **options) -> RLTrainer:
+    """An RL trainer on :func:`arithmetic_tasks` with the dense :func:`count_ones` reward."""
+    return RLTrainer(config, model, tokenizer, arithmetic_tasks(), tools, count_ones, run_dir, **options)
+
+
 def train_rl(model, tokenizer, run_dir, config, on_step=None):
     """Train an RL run with the calculator on :func:`arithmetic_tasks` (resuming from ``run_dir``'s checkpoint if any)."""
     with ToolBox([Calculator()]) as tools:
-        trainer = RLTrainer(config, model, tokenizer, arithmetic_tasks(), tools, count_ones, run_dir)
+        trainer = arithmetic_trainer(config, model, tokenizer, tools, run_dir)
         trainer.resume()
         return trainer.train(on_step)
 

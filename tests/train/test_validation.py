@@ -20,9 +20,8 @@ from arpo.train.checkpoint import checkpoint_dir
 from arpo.train.jobs import RLJobConfig, SFTJobConfig, run_rl, run_sft
 from arpo.train.metrics_log import read_metrics
 from arpo.train.progress import describe
-from arpo.train.rl import RLTrainer
 from arpo.train.validation import ValidationConfig, ValidationSet, Validator
-from tests.train.helpers import arithmetic_tasks, count_ones, rl_config
+from tests.train.helpers import arithmetic_tasks, arithmetic_trainer, count_ones, rl_config
 
 SAMPLING = {"temperature": 1.0, "samples": 2, "max_response_tokens": 48, "seed": 5}
 VAL_KEYS = {f"val/probe/{q}" for q in ("accuracy", "format_ok", "tool_calls", "response_tokens")}
@@ -129,13 +128,11 @@ def test_validation_leaves_the_training_run_unchanged(tokenizer, tmp_path):
                 tokenizer,
                 count_ones,
             )
-            trainer = RLTrainer(
+            trainer = arithmetic_trainer(
                 config,
                 model,
                 tokenizer,
-                arithmetic_tasks(),
                 tools,
-                count_ones,
                 tmp_path / str(validated),
                 validator=validator if validated else None,
             )
