@@ -206,16 +206,15 @@ class McpTool(Tool):
             )
         schema = getattr(spec, "input_schema", None) or getattr(spec, "inputSchema", None) or {}
         self.parameters = {"type": "object", "properties": {}, **schema}  # type: ignore[misc]
-        self.properties: dict[str, Any] = dict(schema.get("properties") or {})
-        self.required: list[str] = list(schema.get("required") or [])
         self.call_timeout_s = call_timeout_s
+        properties, required = self.parameters["properties"], self.parameters.get("required", [])
         arguments = ", ".join(
-            f"{name}: {prop.get('type', 'any')}{'' if name in self.required else ' (optional)'}"
-            for name, prop in self.properties.items()
+            f"{name}: {prop.get('type', 'any')}{'' if name in required else ' (optional)'}"
+            for name, prop in properties.items()
         )
         form = (
-            f"the value of {next(iter(self.properties))}"
-            if len(self.properties) == 1
+            f"the value of {next(iter(properties))}"
+            if len(properties) == 1
             else "a JSON object of the arguments"
         )
         self.function_description = (spec.description or "").strip() or self.tag
@@ -229,7 +228,7 @@ class McpTool(Tool):
         try:
             arguments = self.parse_call(call)
         except ValueError as exc:
-            expected = ", ".join(self.properties) or "no arguments"
+            expected = ", ".join(self.parameters["properties"]) or "no arguments"
             return ToolResult(f"{self.tag}: {exc}; expected {expected}", ToolStatus.ERROR)
         result = self.connection.call(self.name, arguments, self.call_timeout_s)
         return ToolResult(_result_text(result), ToolStatus.ERROR if result.is_error else ToolStatus.OK)
