@@ -4,7 +4,9 @@ Launched with ``torchrun --nproc_per_node 2`` and ``ACCELERATE_USE_CPU=true`` (g
 process writes its parameters after the step to ``<out>/rank<r>.pt``, with the step's metrics and
 those of step 0 (greedy validation on 5 tasks, split 3/2 between the processes). With the argument
 ``nan-loss-on-rank-1``, process 1 reports a NaN loss for every update (its gradient stays finite),
-so only the processes' agreement makes process 0 skip the updates too.
+so only the processes' agreement makes process 0 skip the updates too. With ``fsdp``, the model is
+sharded (``train.fsdp``) and the saved parameters are those rollouts sample from after the step
+(the full copy), with the gathered ones beside them (``gathered``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
 from arpo.rollout import RolloutConfig
 from arpo.tools import Calculator, ToolBox
 from arpo.train.rl import RLConfig
+from arpo.train.sharding import gather_full_state
 from arpo.train.validation import ValidationSet, Validator
 from tests.train.helpers import arithmetic_tasks, arithmetic_trainer, count_ones
 
@@ -49,6 +52,7 @@ def main(out: Path, mode: str | None) -> None:
             },
             "optim": {"lr": 1e-2},
             "logging": {"tensorboard": False},
+            "fsdp": {} if mode == "fsdp" else None,
         }
     )
     with ToolBox([Calculator()]) as tools:
@@ -59,9 +63,11 @@ def main(out: Path, mode: str | None) -> None:
             step = trainer.clip_and_step
             trainer.clip_and_step = lambda loss: step(float("nan"))
         initial, metrics = trainer.train()  # step 0: validation of the starting policy
+        gathered = gather_full_state(trainer.model, main_only=False) if mode == "fsdp" else None
         torch.save(
             {
-                "params": trainer.policy.state_dict(),
+                "params": trainer.sampling_policy.state_dict(),
+                "gathered": gathered,
                 "world": trainer.world,
                 "metrics": metrics,
                 "initial": initial,

@@ -126,6 +126,26 @@ def nonfinite_tensors(weights: dict[str, torch.Tensor]) -> list[str]:
     ]
 
 
+def staging_dir(run_dir: Path, step: int) -> Path:
+    """The hidden folder checkpoint ``step`` is written into before it is renamed into place."""
+    final = checkpoint_dir(run_dir, step)
+    return final.with_name(f".{final.name}.tmp")
+
+
+def prepare_staging(run_dir: Path, step: int) -> Path:
+    """Remove leftover temporary folders and create checkpoint ``step``'s empty staging folder, for
+    files other processes write into it (sharded optimizer state) before :func:`save_checkpoint`
+    with ``staged=True`` completes it. Raises :class:`CheckpointWriteError` when it cannot be made."""
+    tmp = staging_dir(run_dir, step)
+    for stale in tmp.parent.glob(".*.tmp") if tmp.parent.is_dir() else []:
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as exc:
+        raise CheckpointWriteError(f"could not create {tmp} for checkpoint {step}: {exc}") from exc
+    return tmp
+
+
 def save_checkpoint(
     run_dir: Path,
     step: int,
@@ -135,25 +155,29 @@ def save_checkpoint(
     keep: int = 2,
     *,
     weights: dict[str, torch.Tensor] | None = None,
+    staged: bool = False,
 ) -> Path:
     """Write checkpoint ``step`` atomically; returns its folder (see the module docstring).
 
     ``weights``: the full state dict to write instead of ``model``'s own parameters, e.g. the one
-    accelerate gathers from sharded (FSDP, ZeRO-3) parameters; a LoRA model always writes its own.
+    gathered from sharded (FSDP) parameters; a LoRA model always writes its own. ``staged``: the
+    staging folder was made by :func:`prepare_staging` and already holds files to include.
     """
     final = checkpoint_dir(run_dir, step)
+    tmp = staging_dir(run_dir, step)
     lora = bool(getattr(model, "peft_config", None))
     bad = nonfinite_tensors(model.state_dict() if weights is None or lora else weights)
     if bad:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise NonFiniteError(
             f"refusing to write checkpoint {final}: {len(bad)} weight tensor(s) hold NaN or infinite "
             f"values ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''})"
         )
-    tmp = final.with_name(f".{final.name}.tmp")
-    for stale in final.parent.glob(".*.tmp") if final.parent.is_dir() else []:
-        shutil.rmtree(stale, ignore_errors=True)
+    if not staged:
+        for stale in final.parent.glob(".*.tmp") if final.parent.is_dir() else []:
+            shutil.rmtree(stale, ignore_errors=True)
     try:
-        tmp.mkdir(parents=True)
+        tmp.mkdir(parents=True, exist_ok=staged)
         if lora:  # the merged model for users, the adapter to resume
             model.save_pretrained(tmp / ADAPTER_DIR)
             copy.deepcopy(model).merge_and_unload().save_pretrained(tmp, safe_serialization=True)

@@ -48,7 +48,7 @@ from typing import Any, Literal
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedType, gather_object, parse_flag_from_env
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from arpo.core.logits import RAW, PolicyView
 from arpo.core.loss import Aggregation
@@ -59,9 +59,11 @@ from arpo.train.checkpoint import (
     checkpoint_dir,
     load_state,
     newest_intact_checkpoint,
+    prepare_staging,
     rng_state,
     save_checkpoint,
     set_rng_state,
+    staging_dir,
 )
 from arpo.train.errors import CheckpointWriteError, NonFiniteError, Preempted
 from arpo.train.layout import MiniBatch, Packing, build_minibatch
@@ -71,6 +73,15 @@ from arpo.train.packing import tree_packing_unsupported
 from arpo.train.preemption import SigtermFlag
 from arpo.train.progress import describe
 from arpo.train.sampler import TaskSampler
+from arpo.train.sharding import (
+    OPTIMIZER_DIR,
+    FSDPConfig,
+    FullCopy,
+    checkpoint_weights,
+    load_sharded_optimizer,
+    save_sharded_optimizer,
+    shard_model,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +108,22 @@ class LoopConfig(BaseModel):
         description="Every this many steps, check that all processes hold bitwise identical parameters "
         "(SHA-256, logged as replicas/params_sha256; stops with an error if not); null = never. DDP only.",
     )
+    fsdp: FSDPConfig | None = Field(
+        None,
+        description="Shard parameters, gradients and optimizer state over the processes with FSDP2 "
+        "(docs/distributed.md); null = data parallelism, a full copy in every process.",
+    )
     optim: OptimConfig = Field(default_factory=OptimConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="after")
+    def _replicas_need_copies(self) -> LoopConfig:
+        if self.fsdp is not None and self.check_replicas_every is not None:
+            raise ValueError(
+                "train.check_replicas_every compares full copies of the parameters, which train.fsdp does not "
+                "keep: set one of them to null"
+            )
+        return self
 
 
 def process_state() -> PartialState:
@@ -132,6 +157,9 @@ def parameter_digest(module: torch.nn.Module) -> str:
 
 class TrainLoop:
     label = "train"
+    samples_from_policy = False
+    """Whether the loop samples from the policy (rollouts, validation): under FSDP it then keeps a
+    full copy of the weights to sample from (:class:`~arpo.train.sharding.FullCopy`)."""
 
     def __init__(
         self, config: LoopConfig, model: torch.nn.Module, tokenizer: Any, run_dir: Path, num_examples: int
@@ -143,18 +171,33 @@ class TrainLoop:
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
         if self.shards_state():
             raise ValueError(
-                f"{self.accelerator.distributed_type.value} is not supported by arpo's trainers yet: rollouts "
-                "and micro-batches run a different number of forwards per process, which sharded "
-                "parameters turn into collectives that deadlock (docs/distributed.md, 'Sharded training'). "
-                "Use data parallelism: accelerate launch --multi_gpu"
+                f"accelerate's {self.accelerator.distributed_type.value} plugin is not used by arpo's trainers: "
+                "shard with train.fsdp (FSDP2, launched with accelerate launch --multi_gpu or torchrun), or "
+                "use data parallelism (docs/distributed.md, 'Sharded training')"
             )
-        optimizer, self.scheduler = build_optimizer(model.parameters(), config.optim, config.steps)
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.world = self.accelerator.num_processes
+        self.rank = self.accelerator.process_index
+        self.full_copy: FullCopy | None = None
+        """Under FSDP, the unsharded weights that rollouts and validation sample from."""
+        if config.fsdp is not None:
+            if self.world == 1:
+                raise ValueError(
+                    "train.fsdp shards the model over several processes, but this run has one: launch it with "
+                    "torchrun --nproc_per_node N or accelerate launch --multi_gpu (docs/distributed.md), or set "
+                    "train.fsdp to null"
+                )
+            device = self.accelerator.device
+            if self.samples_from_policy:
+                self.full_copy = FullCopy(model, device)
+            self.model = shard_model(model, device, self.world, config.fsdp)
+            optimizer, self.scheduler = build_optimizer(self.model.parameters(), config.optim, config.steps)
+            self.optimizer = self.accelerator.prepare(optimizer)
+        else:
+            optimizer, self.scheduler = build_optimizer(model.parameters(), config.optim, config.steps)
+            self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.policy = self.accelerator.unwrap_model(self.model)
         self.sampler = TaskSampler(num_examples, config.seed)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.world = self.accelerator.num_processes
-        self.rank = self.accelerator.process_index
         self.step = 0
         self.skipped_updates_total = 0
         """Optimizer updates skipped for non-finite numbers over the run (restored on resume)."""
@@ -166,8 +209,21 @@ class TrainLoop:
 
     # ----- data parallelism -------------------------------------------------------------------
     def shards_state(self) -> bool:
-        """Whether parameters or optimizer state are split over the processes (FSDP, DeepSpeed)."""
+        """Whether accelerate was launched with its FSDP or DeepSpeed plugin (refused: arpo shards with
+        ``train.fsdp`` itself)."""
         return self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+    @property
+    def sampling_policy(self) -> torch.nn.Module:
+        """The plain module with the current full weights that rollouts and validation sample from:
+        the policy itself, or under FSDP its full copy (refreshed by :meth:`refresh_sampling_policy`)."""
+        return self.full_copy.module if self.full_copy is not None else self.policy
+
+    def refresh_sampling_policy(self) -> None:
+        """After an optimizer phase: under FSDP, gather the new weights into the full copy (a
+        collective every process runs at the same point); otherwise nothing (it is the policy)."""
+        if self.full_copy is not None:
+            self.full_copy.refresh(self.model)
 
     def check_divisible(self, name: str, value: int) -> None:
         if value % self.world:
@@ -183,6 +239,14 @@ class TrainLoop:
             return values
         tensor = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
         return tuple(float(v) for v in self.accelerator.reduce(tensor, reduction="sum"))
+
+    def all_max(self, value: int) -> int:
+        """The largest ``value`` over all processes."""
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.int64, device=self.accelerator.device)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return int(tensor.item())
 
     def all_gather(self, value: Any) -> list[Any]:
         """``value`` of every process, in rank order."""
@@ -257,20 +321,35 @@ class TrainLoop:
             max_length=max_length,
         )
 
-    def dummy_backward(self) -> None:
-        """A zero-loss pass through the model, so this process joins the gradient all-reduce of an
-        optimizer step for which it has no data."""
+    def accumulation(self, count: int) -> list[tuple[int | None, bool]]:
+        """This process's ``count`` passes of one optimizer step (or of a no-gradient sweep) padded to
+        the largest count of any process: ``(index, last)`` pairs, index None for a padding pass.
+
+        Every process then runs the same number of forwards and backwards, which sharded
+        parameters turn into collectives (:mod:`arpo.train.sharding`), and synchronises gradients on
+        the same (``last``) one; a process with no data for an optimizer step joins it with padding."""
+        total = self.all_max(count)
+        return [(i if i < count else None, i == total - 1) for i in range(total)]
+
+    def padding_pass(self, model: torch.nn.Module | None = None) -> None:
+        """A one-token forward through ``model`` (by default the learner's), with a zero-loss backward
+        when gradients are on: joins the collectives of a pass this process has no data for."""
         ids = torch.full((1, 1), self.pad_id, dtype=torch.long, device=self.accelerator.device)
-        self.accelerator.backward(self.model(input_ids=ids).logits.sum() * 0.0)
+        logits = (model or self.model)(input_ids=ids).logits
+        if torch.is_grad_enabled():
+            self.accelerator.backward(logits.sum() * 0.0)
 
     def train_step(self) -> dict[str, Any]:
         raise NotImplementedError
 
     # ----- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The trainer's state for ``trainer_state.pt``; under FSDP the optimizer's is written sharded
+        beside it (:meth:`save`) and left out here."""
+        optimizer = {"optimizer": self.optimizer.state_dict()} if self.loop_config.fsdp is None else {}
         return {
             "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
+            **optimizer,
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "rng": rng_state(),
@@ -284,7 +363,8 @@ class TrainLoop:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (subclasses that save more restore it here too)."""
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
@@ -302,17 +382,32 @@ class TrainLoop:
         pick it once and pass it to both.
         """
         checkpoint = checkpoint or newest_intact_checkpoint(self.run_dir)
-        if checkpoint is not None:
-            self.load_state_dict(load_state(checkpoint))
+        if checkpoint is None:
+            return None
+        sharded = (checkpoint / OPTIMIZER_DIR).is_dir()
+        if sharded != (self.loop_config.fsdp is not None):
+            raise ValueError(
+                f"{checkpoint} was written {'with' if sharded else 'without'} train.fsdp (its optimizer state is "
+                f"{'sharded' if sharded else 'one file'}): resume it {'with' if sharded else 'without'} train.fsdp"
+            )
+        self.load_state_dict(load_state(checkpoint))
+        if sharded:
+            load_sharded_optimizer(self.model, self.optimizer, checkpoint / OPTIMIZER_DIR)
         return checkpoint
 
     def save(self) -> Path:
-        """Checkpoint; returns its folder. Every process takes part in gathering the weights (sharded
-        ones included), the main process writes them, and all learn whether it succeeded: a
-        failure raises in every process (the main one's error says why)."""
-        weights = self.accelerator.get_state_dict(self.model)
+        """Checkpoint; returns its folder. Every process takes part in gathering the weights (and,
+        under FSDP, writes its shards of the optimizer state into the folder being written), the main
+        process writes the rest, and all learn whether it succeeded: a failure raises in every
+        process (the main one's error says why)."""
+        sharded = self.loop_config.fsdp is not None
         error: NonFiniteError | CheckpointWriteError | None = None
-        if self.accelerator.is_main_process:
+        if sharded:
+            error = self._stage_sharded_optimizer()
+            weights = checkpoint_weights(self.model)
+        else:
+            weights = self.accelerator.get_state_dict(self.model)
+        if self.accelerator.is_main_process and error is None:
             keep = self.loop_config.keep_checkpoints
             try:
                 save_checkpoint(
@@ -323,6 +418,7 @@ class TrainLoop:
                     self.state_dict(),
                     keep,
                     weights=weights,
+                    staged=sharded,
                 )
             except (NonFiniteError, CheckpointWriteError) as exc:
                 error = exc
@@ -335,6 +431,31 @@ class TrainLoop:
                 "training stopped"
             )
         return checkpoint_dir(self.run_dir, self.step)
+
+    def _stage_sharded_optimizer(self) -> CheckpointWriteError | None:
+        """Under FSDP: the main process makes the checkpoint's staging folder, then every process
+        writes its optimizer shards into it. Returns this process's error, if any; every process
+        runs the same collectives whatever fails, and an error in one is an error in all (so the main
+        process never commits a checkpoint with missing shards)."""
+        error: CheckpointWriteError | None = None
+        staging = staging_dir(self.run_dir, self.step)
+        if self.accelerator.is_main_process:
+            try:
+                prepare_staging(self.run_dir, self.step)
+            except CheckpointWriteError as exc:
+                error = exc
+        (failed,) = self.all_sum(float(error is not None))
+        if not failed:
+            try:
+                save_sharded_optimizer(self.model, self.optimizer, staging / OPTIMIZER_DIR)
+            except Exception as exc:  # torch.distributed.checkpoint raises its own wrapper of OSError
+                error = CheckpointWriteError(f"could not write the optimizer shards into {staging}: {exc}")
+            (failed,) = self.all_sum(float(error is not None))
+        if failed and error is None:
+            error = CheckpointWriteError(
+                f"another process could not write its optimizer shards into {staging}"
+            )
+        return error
 
     # ----- the loop ----------------------------------------------------------------------------
     def train(self, on_step: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
@@ -412,6 +533,9 @@ class TrainLoop:
     def micro_step(self, last: bool) -> AbstractContextManager[Any]:
         """Context for one micro-batch's forward and backward: gradients are synchronised
         across processes only on the ``last`` micro-batch of an optimizer step."""
+        if self.loop_config.fsdp is not None:
+            self.model.set_requires_gradient_sync(last)
+            return nullcontext()
         return nullcontext() if last else self.accelerator.no_sync(self.model)
 
     def clip_and_step(self, loss: float) -> float:
@@ -423,8 +547,9 @@ class TrainLoop:
         if clip is not None:
             norm = float(self.accelerator.clip_grad_norm_(params, clip))
         else:
-            norm = float(torch.norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0
-        # the norm is global already (gradients are all-reduced); a loss is known to its process only
+            norm = float(torch.nn.utils.get_total_norm([p.grad for p in params])) if params else 0.0
+        # the norm is global already (gradients are all-reduced, or reduce-scattered into shards whose
+        # norm torch combines); a loss is known to its process only
         bad_loss, bad_norm = self.all_sum(float(not math.isfinite(loss)), float(not math.isfinite(norm)))
         if not (bad_loss or bad_norm):
             self.optimizer.step()

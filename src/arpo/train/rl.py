@@ -136,6 +136,7 @@ class RLTrainer(TrainLoop):
     """Runs :class:`RLConfig` on a policy, tasks, tools and a reward function, in ``run_dir``."""
 
     label = "rl"
+    samples_from_policy = True
 
     def __init__(
         self,
@@ -159,9 +160,11 @@ class RLTrainer(TrainLoop):
         self.tasks = list(tasks)
         self.reward_fn = reward_fn
         self.reference = reference.to(self.accelerator.device).eval() if reference is not None else None
-        generator = build_generator(config.rollout.engine, self.policy, tokenizer, config.rollout.vllm)
+        generator = build_generator(
+            config.rollout.engine, self.sampling_policy, tokenizer, config.rollout.vllm
+        )
         self.rollout = ArpoRollout(generator, tokenizer, tools, config.rollout)
-        output_rows = int(self.policy.get_output_embeddings().weight.shape[0])
+        output_rows = int(self.sampling_policy.get_output_embeddings().weight.shape[0])
         self.view = PolicyView(config.rollout.temperature, tokenizer_vocab_size(tokenizer, output_rows))
         """The sampled policy the learner scores (temperature, vocabulary)."""
         self.packing: Packing = self.resolve_packing(config.packing)
@@ -191,7 +194,8 @@ class RLTrainer(TrainLoop):
         rollout_time = time.perf_counter() - started
         scored = self._score(batch.trees, tasks)
         update = self._update(scored)
-        self.rollout.generator.update_weights(self.policy)
+        self.refresh_sampling_policy()
+        self.rollout.generator.update_weights(self.sampling_policy)
         stats = {k: v for k, v in batch.stats.items() if isinstance(v, int | float) and v is not None}
         statuses = batch.stats["tool_status"]
         stats.update({f"tool_{s.value}": float(statuses.get(s.value, 0)) for s in ToolStatus})
@@ -302,12 +306,19 @@ class RLTrainer(TrainLoop):
 
     @torch.no_grad()
     def _copy_logprobs(
-        self, model: torch.nn.Module, batch: MiniBatch, index: list[int], shape: tuple[int, int]
+        self, model: torch.nn.Module, batch: MiniBatch | None, index: list[int], shape: tuple[int, int]
     ) -> torch.Tensor:
-        """Log-probs of every copy of ``batch`` under ``model``, on the ``[rows, tokens]`` grid."""
+        """Log-probs of every copy of ``batch`` (None: this process kept no group) under ``model``, on
+        the ``[rows, tokens]`` grid, with padding passes up to the processes' largest count
+        (:meth:`accumulation`)."""
         grid = torch.zeros(shape, device=self.accelerator.device)
-        rows = torch.tensor(index, device=self.accelerator.device)
-        for unit in batch.units:
+        rows = torch.tensor(index, device=self.accelerator.device, dtype=torch.long)
+        units = batch.units if batch is not None else []
+        for i, _ in self.accumulation(len(units)):
+            if i is None:
+                self.padding_pass(model)
+                continue
+            unit = units[i]
             with self.accelerator.autocast():
                 logprobs, _ = unit.logprobs(model)
             grid[rows[batch.copy_rows[unit.copies]], batch.copy_cols[unit.copies]] = logprobs.float()
@@ -318,7 +329,8 @@ class RLTrainer(TrainLoop):
 
         The number of optimizer steps per pass is fixed by the config, the same in every process;
         a mini-batch that is empty everywhere (dynamic sampling dropped its groups) is skipped, a
-        process with no share of a non-empty one joins the all-reduce with a zero loss.
+        process with no share of a non-empty one joins it with padding passes (:meth:`accumulation`),
+        as it does the old and reference log-prob passes when it kept no group.
         """
         cfg = self.config
         groups = sorted(scored.rows_by_group)
@@ -327,9 +339,10 @@ class RLTrainer(TrainLoop):
         local_size = per_step // self.world
         metrics: dict[str, float] = {}
         old = ref = None
-        if groups and (self.reference is not None or not cfg.single_update()):
-            shape = (len(scored.rows), max(len(r.token_ids) for r in scored.rows))
-            everything, index = self._layout(groups, scored)
+        (kept_anywhere,) = self.all_sum(float(len(groups)))
+        if kept_anywhere and (self.reference is not None or not cfg.single_update()):
+            shape = (len(scored.rows), max((len(r.token_ids) for r in scored.rows), default=0))
+            everything, index = self._layout(groups, scored) if groups else (None, [])
             if not cfg.single_update():
                 old = self._copy_logprobs(self.model, everything, index, shape)
             if self.reference is not None:
@@ -346,10 +359,8 @@ class RLTrainer(TrainLoop):
                 totals = self.row_totals(rows)
                 if totals[0] <= 0:
                     continue
-                if not chosen:
-                    with self.micro_step(last=True):
-                        self.dummy_backward()
-                    self.clip_and_step(0.0)
+                if not chosen:  # this process joins the step with padding passes
+                    self._optimizer_step(None, [], old, ref)
                     continue
                 batch, index = self._layout(chosen, scored, totals)
                 if epoch == 0:
@@ -362,17 +373,25 @@ class RLTrainer(TrainLoop):
         return metrics
 
     def _optimizer_step(
-        self, batch: MiniBatch, index: list[int], old: torch.Tensor | None, ref: torch.Tensor | None
+        self, batch: MiniBatch | None, index: list[int], old: torch.Tensor | None, ref: torch.Tensor | None
     ) -> dict[str, float]:
-        """One optimizer step on ``batch``; ``old`` None means π_old = π_θ (a single update)."""
+        """One optimizer step on ``batch`` (None: no share of it here, padding passes only); ``old``
+        None means π_old = π_θ (a single update)."""
         cfg = self.config
-        rows = torch.tensor(index, device=self.accelerator.device)
+        rows = torch.tensor(index, device=self.accelerator.device, dtype=torch.long)
         totals = {"loss/policy": 0.0, "loss/clip_fraction": 0.0, "loss/kl": 0.0, "loss/entropy": 0.0}
         loss = 0.0
-        for i, unit in enumerate(batch.units):
+        units = batch.units if batch is not None else []
+        for i, last in self.accumulation(len(units)):
+            if i is None:
+                with self.micro_step(last), self.accelerator.autocast():
+                    self.padding_pass()
+                continue
+            unit = units[i]
+            assert batch is not None
             copy_rows = rows[batch.copy_rows[unit.copies]]
             copy_cols = batch.copy_cols[unit.copies]
-            with self.micro_step(last=i == len(batch.units) - 1), self.accelerator.autocast():
+            with self.micro_step(last), self.accelerator.autocast():
                 logprobs, entropies = unit.logprobs(self.model, with_entropy=cfg.loss.entropy_coef > 0)
                 logprobs = logprobs.float()
                 parts = policy_loss(

@@ -77,8 +77,12 @@ class SFTTrainer(TrainLoop):
         )
         self.model.train()
         total = 0.0
-        for i, unit in enumerate(batch.units):
-            with self.micro_step(last=i == len(batch.units) - 1), self.accelerator.autocast():
+        for i, last in self.accumulation(len(batch.units)):
+            with self.micro_step(last), self.accelerator.autocast():
+                if i is None:
+                    self.padding_pass()
+                    continue
+                unit = batch.units[i]
                 logprobs, _ = unit.logprobs(self.model)
                 loss = -(batch.scale[unit.copies] * logprobs.float()).sum()
                 self.accelerator.backward(loss)

@@ -1,0 +1,152 @@
+"""Per-process memory of data parallelism (DDP) vs FSDP2 (``train.fsdp``) for the same model, in one run.
+
+Launches the same SFT workload twice with ``torchrun --nproc_per_node 2`` on the CPU (gloo): a
+randomly initialised Llama (``--hidden``, ``--layers``; float32, AdamW) trained on random token
+rows, 4 rows of ``--tokens`` tokens per step, micro-batches of 1. Each process reports
+
+* the training state it holds after the steps: its parameters (its shards under FSDP) and AdamW
+  moments, counted from the tensors (gradients are freed after each step);
+* its peak resident memory (``ru_maxrss``) and that peak minus its resident memory just before the
+  model was built (what the model and training added);
+* the median step time (``--repeats`` steps after one warm-up step).
+
+    .venv/bin/python benchmarks/fsdp_memory.py
+    .venv/bin/python benchmarks/fsdp_memory.py --hidden 1024 --layers 8
+
+RL under FSDP also holds a full float32 copy of the weights to sample from (4 bytes per
+parameter; docs/distributed.md): add it to the FSDP rows for an RL run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from harness import describe, machine, table, timed  # noqa: E402
+
+MODES = ("ddp", "fsdp")
+
+
+def _rss_mb() -> float:
+    """Resident memory now, in MB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def _local_bytes(tensor) -> int:
+    local = tensor.to_local() if hasattr(tensor, "to_local") else tensor
+    return local.numel() * local.element_size()
+
+
+def worker(mode: str, args: argparse.Namespace) -> None:
+    """One process of one mode: train, then write what it measured to ``<out>/<mode>-<rank>.json``."""
+    import torch
+
+    from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
+    from arpo.train.batching import LearnerRow
+    from arpo.train.sft import SFTConfig, SFTTrainer
+
+    before = _rss_mb()
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_llama(
+        tokenizer, hidden_size=args.hidden, num_layers=args.layers, num_heads=8, num_kv_heads=4
+    )
+    generator = torch.Generator().manual_seed(0)
+    rows = [
+        LearnerRow(
+            torch.randint(4, len(tokenizer), (args.tokens,), generator=generator).tolist(),
+            [1.0] * args.tokens,
+        )
+        for _ in range(64)
+    ]
+    config = SFTConfig(
+        steps=100,
+        batch_size=4,
+        micro_batch_size=1,
+        packing="flat",
+        fsdp={} if mode == "fsdp" else None,
+        logging={"tensorboard": False},
+    )
+    trainer = SFTTrainer(config, model, tokenizer, rows, Path(args.out) / f"run-{mode}")
+    step_s = timed(trainer.train_step, args.repeats, warmup=1)
+    params = sum(_local_bytes(p) for p in trainer.model.parameters())
+    optimizer = sum(
+        _local_bytes(t) for s in trainer.optimizer.state.values() for t in s.values() if t.dim() > 0
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    result = {
+        "parameters": sum(p.numel() for p in model.parameters()) if mode == "ddp" else None,
+        "state_mb": (params + optimizer) / 1e6,
+        "peak_mb": peak,
+        "added_mb": peak - before,
+        "step_s": step_s,
+    }
+    (Path(args.out) / f"{mode}-{trainer.rank}.json").write_text(json.dumps(result))
+    trainer.accelerator.end_training()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--hidden", type=int, default=768)
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--tokens", type=int, default=128, help="tokens per training row")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per mode")
+    parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args)
+        return
+    print(describe(machine()))
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        sys.exit("torchrun was not found beside this Python")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    with tempfile.TemporaryDirectory() as out:
+        for port, mode in enumerate(MODES, start=29561):
+            options = [
+                "--hidden",
+                str(args.hidden),
+                "--layers",
+                str(args.layers),
+                "--tokens",
+                str(args.tokens),
+            ]
+            options += ["--repeats", str(args.repeats), "--worker", mode, "--out", out]
+            command = [torchrun, "--nproc_per_node", "2", "--master_port", str(port), __file__, *options]
+            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"{mode} failed:\n{done.stderr[-4000:]}")
+        results = {
+            (m, r): json.loads((Path(out) / f"{m}-{r}.json").read_text()) for m in MODES for r in (0, 1)
+        }
+    parameters = results["ddp", 0]["parameters"]
+    print(
+        f"model: Llama, hidden {args.hidden}, {args.layers} layers, {parameters / 1e6:.1f} M parameters "
+        f"(float32 weights {parameters * 4 / 1e6:.0f} MB); 2 processes, 4 rows x {args.tokens} tokens per step"
+    )
+    rows = [
+        [m, r, f"{v['state_mb']:.0f}", f"{v['peak_mb']:.0f}", f"{v['added_mb']:.0f}", f"{v['step_s']:.2f}"]
+        for (m, r), v in results.items()
+    ]
+    headers = ["mode", "rank", "params + AdamW held, MB", "peak RSS, MB", "peak − RSS before the model, MB"]
+    print(table([*headers, "step s (median)"], rows))
+    for key, label in (("state_mb", "training state held"), ("added_mb", "peak memory added")):
+        ratio = max(results["fsdp", r][key] for r in (0, 1)) / max(results["ddp", r][key] for r in (0, 1))
+        print(f"FSDP / DDP, {label} (largest rank): {ratio:.2f}")
+    step = results["fsdp", 0]["step_s"] / results["ddp", 0]["step_s"]
+    print(f"FSDP / DDP, step time (rank 0): {step:.2f}")
+
+
+if __name__ == "__main__":
+    main()
