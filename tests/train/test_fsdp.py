@@ -169,3 +169,14 @@ def test_fsdp_refusals_name_the_conflict(tmp_path):
     assert sharding_unsupported(model) is None
     model._no_split_modules = []
     assert "names no decoder layer class" in sharding_unsupported(model)
+
+
+def test_vllm_rollouts_are_refused_in_a_multi_process_run(monkeypatch):
+    """train.fsdp needs several processes, and the vLLM engine runs in one (docs/distributed.md)."""
+    from arpo.engines.factory import build_generator
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    tokenizer = build_char_tokenizer()
+    with pytest.raises(ValueError, match="rollout.engine=vllm runs one in-process engine"):
+        build_generator("vllm", build_tiny_llama(tokenizer, seed=0), tokenizer)

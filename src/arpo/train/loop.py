@@ -531,12 +531,12 @@ class TrainLoop:
             )
 
     def micro_step(self, last: bool) -> AbstractContextManager[Any]:
-        """Context for one micro-batch's forward and backward: gradients are synchronised
-        across processes only on the ``last`` micro-batch of an optimizer step."""
-        if self.loop_config.fsdp is not None:
-            self.model.set_requires_gradient_sync(last)
+        """Context for one micro-batch's forward and backward: under data parallelism gradients are
+        synchronised only on the ``last`` micro-batch of an optimizer step; under FSDP every backward
+        reduce-scatters its gradients into the shards, where they accumulate (:mod:`arpo.train.sharding`)."""
+        if last or self.loop_config.fsdp is not None:
             return nullcontext()
-        return nullcontext() if last else self.accelerator.no_sync(self.model)
+        return self.accelerator.no_sync(self.model)
 
     def clip_and_step(self, loss: float) -> float:
         """Clip the accumulated gradient (if configured) and apply it — unless ``loss`` (this
