@@ -165,10 +165,17 @@ def test_fsdp_refusals_name_the_conflict(tmp_path):
         ValueError, match="train.fsdp shards the model over several processes, but this run has one"
     ):
         TrainLoop(LoopConfig(fsdp={}), build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path, 1)
+    # a checkpoint with sharded optimizer state is resumed with train.fsdp only
+    loop = TrainLoop(LoopConfig(), build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path, 1)
+    (checkpoint_dir(tmp_path, 2) / OPTIMIZER_DIR).mkdir(parents=True)
+    with pytest.raises(ValueError, match="step-00000002 was written with train.fsdp .*resume it with train.fsdp"):
+        loop.resume(checkpoint_dir(tmp_path, 2))
     model = build_tiny_llama(tokenizer, seed=0)
     assert sharding_unsupported(model) is None
     model._no_split_modules = []
     assert "names no decoder layer class" in sharding_unsupported(model)
+    model.peft_config = {"default": object()}  # what peft sets on a LoRA model
+    assert "a LoRA model (model.lora) is not sharded" in sharding_unsupported(model)
 
 
 def test_vllm_rollouts_are_refused_in_a_multi_process_run(monkeypatch):
