@@ -4,6 +4,9 @@ Layout of ``<run_dir>/checkpoints/step-00000010/``: the model and tokenizer as w
 ``save_pretrained`` (loadable by transformers and vLLM; for a LoRA run the merged model, plus the
 adapter in ``adapter/`` to resume from), ``trainer_state.pt`` (optimizer, LR scheduler, RNG
 states, data position, step, config) and ``manifest.json`` (size and SHA-256 of every other file).
+Under FSDP the optimizer state is not in ``trainer_state.pt`` but in ``optimizer/``, written by
+every process into the staging folder (:func:`prepare_staging`) before the main process
+completes it (:mod:`arpo.train.sharding`).
 
 Writing: weights with a non-finite value are refused (:class:`NonFiniteError`, naming the
 tensors). A checkpoint is written into a hidden temporary folder ``.step-00000010.tmp`` and
