@@ -72,3 +72,13 @@ def test_a_number_addresses_a_list_element_and_one_past_the_end_appends(tmp_path
     with pytest.raises(ConfigError, match=r"items.3: items has 1 items \(one past the end appends\)"):
         load_config(Holder, path, ["items.3={name: c}"])
     assert load_config(Holder, path, ["items=[]"]).items == []  # a whole list still replaces
+
+
+def test_an_unquoted_no_for_mixed_precision_means_no():
+    """YAML reads `train.mixed_precision=no` as false; the loop settings take it as "no"."""
+    from arpo.train.jobs import SFTJobConfig
+
+    config = load_config(SFTJobConfig, None, ["train.mixed_precision=no", "data.toolworld_dir=env"])
+    assert config.train.mixed_precision == "no"
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        load_config(SFTJobConfig, None, ["train.mixed_precision=yes", "data.toolworld_dir=env"])

@@ -6,11 +6,13 @@ those of step 0 (greedy validation on 5 tasks, split 3/2 between the processes).
 ``nan-loss-on-rank-1``, process 1 reports a NaN loss for every update (its gradient stays finite),
 so only the processes' agreement makes process 0 skip the updates too. With ``fsdp``, the model is
 sharded (``train.fsdp``) and the saved parameters are those rollouts sample from after the step
-(the full copy), with the gathered ones beside them (``gathered``).
+(the full copy), with the gathered ones beside them (``gathered``). ``+more`` (e.g.
+``fsdp+more``) adds two PPO epochs, a KL term against a reference model and bf16 autocast.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -37,9 +39,11 @@ def validator(tokenizer, tools: ToolBox) -> Validator:
     return Validator(1, [ValidationSet(data, tools)], sampling, rollout, tokenizer, count_ones)
 
 
-def main(out: Path, mode: str | None) -> None:
+def main(out: Path, mode: str) -> None:
     tokenizer = build_char_tokenizer()
     model = build_tiny_llama(tokenizer, seed=0)
+    fsdp, more = mode.startswith("fsdp"), mode.endswith("+more")
+    extra = {"ppo_epochs": 2, "loss": {"kl_coef": 0.05}, "mixed_precision": "bf16"} if more else {}
     config = RLConfig.model_validate(
         {
             "steps": 1,
@@ -52,18 +56,26 @@ def main(out: Path, mode: str | None) -> None:
             },
             "optim": {"lr": 1e-2},
             "logging": {"tensorboard": False},
-            "fsdp": {} if mode == "fsdp" else None,
+            "fsdp": {} if fsdp else None,
+            **extra,
         }
     )
+    reference = build_tiny_llama(tokenizer, seed=0) if more else None
     with ToolBox([Calculator()]) as tools:
         trainer = arithmetic_trainer(
-            config, model, tokenizer, tools, out / "run", validator=validator(tokenizer, tools)
+            config,
+            model,
+            tokenizer,
+            tools,
+            out / "run",
+            validator=validator(tokenizer, tools),
+            reference=reference,
         )
         if mode == "nan-loss-on-rank-1" and trainer.rank == 1:
             step = trainer.clip_and_step
             trainer.clip_and_step = lambda loss: step(float("nan"))
         initial, metrics = trainer.train()  # step 0: validation of the starting policy
-        gathered = gather_full_state(trainer.model, main_only=False) if mode == "fsdp" else None
+        gathered = gather_full_state(trainer.model, main_only=False) if fsdp else None
         torch.save(
             {
                 "params": trainer.sampling_policy.state_dict(),
@@ -74,8 +86,14 @@ def main(out: Path, mode: str | None) -> None:
             },
             out / f"rank{trainer.rank}.pt",
         )
-        trainer.accelerator.end_training()
+    # Exit without tearing the trainer down: freeing a DDP model whose gloo process group it holds can
+    # deadlock (seen about once in 8 launches, torch 2.13: the Reducer's destructor joins gloo's run-loop
+    # thread while holding the GIL, and that thread waits for the GIL to free a finished all-reduce's
+    # tensor). Everything the test reads is saved above.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None)
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "")

@@ -136,12 +136,15 @@ def test_fsdp_sft_on_two_processes_equals_one_process_and_resumes_exactly(tmp_pa
 
 
 @pytest.mark.slow
-def test_fsdp_rl_with_unequal_rollouts_finishes_and_matches_data_parallelism(tmp_path):
+@pytest.mark.parametrize("more", ["", "+more"], ids=["plain", "epochs-kl-bf16"])
+def test_fsdp_rl_with_unequal_rollouts_finishes_and_matches_data_parallelism(tmp_path, more):
     """The configuration that deadlocked before (each process decodes its own prompts for its own
-    number of rounds; old log-probs and micro-batches differ in count) finishes within launch()'s
-    timeout, and its update equals data parallelism's on the same rollouts."""
-    ddp, _ = launch(tmp_path / "ddp", 29543)
-    fsdp0, fsdp1 = launch(tmp_path / "fsdp", 29544, "fsdp")
+    number of rounds; micro-batches differ in count) finishes within launch()'s timeout, and its
+    update equals data parallelism's on the same rollouts — also with 2 PPO epochs of 2 mini-batches,
+    a KL reference model and bf16 autocast (rollouts included)."""
+    port = 29543 if not more else 29545
+    ddp, _ = launch(tmp_path / "ddp", port, more or "ddp")
+    fsdp0, fsdp1 = launch(tmp_path / "fsdp", port + 1, f"fsdp{more}")
     assert fsdp0["world"] == 2
     assert fsdp0["metrics"]["rollout/engine_tokens"] == ddp["metrics"]["rollout/engine_tokens"], (
         "same rollouts"
@@ -165,15 +168,20 @@ def test_fsdp_refusals_name_the_conflict(tmp_path):
         ValueError, match="train.fsdp shards the model over several processes, but this run has one"
     ):
         TrainLoop(LoopConfig(fsdp={}), build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path, 1)
-    # a checkpoint with sharded optimizer state is resumed with train.fsdp only
+    # a checkpoint with sharded optimizer state (none in its trainer state) is resumed with train.fsdp only
     loop = TrainLoop(LoopConfig(), build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path, 1)
     (checkpoint_dir(tmp_path, 2) / OPTIMIZER_DIR).mkdir(parents=True)
-    with pytest.raises(ValueError, match="step-00000002 was written with train.fsdp .*resume it with train.fsdp"):
+    torch.save({"step": 2}, checkpoint_dir(tmp_path, 2) / "trainer_state.pt")
+    with pytest.raises(
+        ValueError, match="step-00000002 was written with train.fsdp .*resume it with train.fsdp"
+    ):
         loop.resume(checkpoint_dir(tmp_path, 2))
     model = build_tiny_llama(tokenizer, seed=0)
     assert sharding_unsupported(model) is None
     model._no_split_modules = []
     assert "names no decoder layer class" in sharding_unsupported(model)
+    model.config.num_local_experts = 8  # a mixture of experts (Mixtral's field)
+    assert "a mixture-of-experts model" in sharding_unsupported(model)
     model.peft_config = {"default": object()}  # what peft sets on a LoRA model
     assert "a LoRA model (model.lora) is not sharded" in sharding_unsupported(model)
 

@@ -140,8 +140,7 @@ def prepare_staging(run_dir: Path, step: int) -> Path:
     files other processes write into it (sharded optimizer state) before :func:`save_checkpoint`
     with ``staged=True`` completes it. Raises :class:`CheckpointWriteError` when it cannot be made."""
     tmp = staging_dir(run_dir, step)
-    for stale in tmp.parent.glob(".*.tmp") if tmp.parent.is_dir() else []:
-        shutil.rmtree(stale, ignore_errors=True)
+    _remove_leftovers(tmp.parent)
     try:
         tmp.mkdir(parents=True)
     except OSError as exc:
@@ -177,8 +176,7 @@ def save_checkpoint(
             f"values ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''})"
         )
     if not staged:
-        for stale in final.parent.glob(".*.tmp") if final.parent.is_dir() else []:
-            shutil.rmtree(stale, ignore_errors=True)
+        _remove_leftovers(final.parent)
     try:
         tmp.mkdir(parents=True, exist_ok=staged)
         if lora:  # the merged model for users, the adapter to resume
@@ -210,6 +208,12 @@ def save_checkpoint(
     for old in stale + (older[: max(0, len(older) - (keep - 1))] if keep > 0 else []):
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _remove_leftovers(checkpoints: Path) -> None:
+    """Remove the temporary folders a killed or failed write left in ``checkpoints``."""
+    for stale in checkpoints.glob(".*.tmp") if checkpoints.is_dir() else []:
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _commit(tmp: Path, final: Path) -> None:
@@ -260,10 +264,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder`` (subfolders too: ``optimizer/``, ``adapter/``)."""
     for path in folder.rglob("*"):
         if path.is_file():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
+        elif path.is_dir():
+            _fsync_dir(path)
     _fsync_dir(folder)
 
 

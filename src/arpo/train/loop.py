@@ -35,10 +35,12 @@ Faults (docs/reliability.md):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import math
 import os
+import shutil
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -48,7 +50,7 @@ from typing import Any, Literal
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedType, gather_object, parse_flag_from_env
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from arpo.core.logits import RAW, PolicyView
 from arpo.core.loss import Aggregation
@@ -99,7 +101,10 @@ class LoopConfig(BaseModel):
         description="Rows per forward/backward (gradient accumulation): trajectories or demonstrations, or packed "
         "rows with packing: tree.",
     )
-    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision.")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+        "no",
+        description="accelerate mixed precision: no (float32), bf16 or fp16; an unquoted YAML no (read as false) is no.",
+    )
     save_every: int = Field(50, ge=1, description="Checkpoint every this many steps (and at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
     check_replicas_every: int | None = Field(
@@ -115,6 +120,12 @@ class LoopConfig(BaseModel):
     )
     optim: OptimConfig = Field(default_factory=OptimConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _unquoted_no(cls, value: Any) -> Any:
+        """YAML 1.1 reads an unquoted ``no`` (``train.mixed_precision=no``) as the boolean false."""
+        return "no" if value is False else value
 
     @model_validator(mode="after")
     def _replicas_need_copies(self) -> LoopConfig:
@@ -187,9 +198,12 @@ class TrainLoop:
                     "train.fsdp to null"
                 )
             device = self.accelerator.device
-            if self.samples_from_policy:
-                self.full_copy = FullCopy(model, device)
+            if self.samples_from_policy:  # placed, and its forward under autocast like DDP's
+                self.full_copy = FullCopy(
+                    self.accelerator.prepare_model(copy.deepcopy(model), evaluation_mode=True)
+                )
             self.model = shard_model(model, device, self.world, config.fsdp)
+            self.refresh_sampling_policy()  # the copy holds exactly what the shards hold
             optimizer, self.scheduler = build_optimizer(self.model.parameters(), config.optim, config.steps)
             self.optimizer = self.accelerator.prepare(optimizer)
         else:
@@ -322,8 +336,8 @@ class TrainLoop:
         )
 
     def accumulation(self, count: int) -> list[tuple[int | None, bool]]:
-        """This process's ``count`` passes of one optimizer step (or of a no-gradient sweep) padded to
-        the largest count of any process: ``(index, last)`` pairs, index None for a padding pass.
+        """This process's ``count`` micro-batches of one optimizer step padded to the largest count of
+        any process: ``(index, last)`` pairs, index None for a padding pass.
 
         Every process then runs the same number of forwards and backwards, which sharded
         parameters turn into collectives (:mod:`arpo.train.sharding`), and synchronises gradients on
@@ -331,13 +345,11 @@ class TrainLoop:
         total = self.all_max(count)
         return [(i if i < count else None, i == total - 1) for i in range(total)]
 
-    def padding_pass(self, model: torch.nn.Module | None = None) -> None:
-        """A one-token forward through ``model`` (by default the learner's), with a zero-loss backward
-        when gradients are on: joins the collectives of a pass this process has no data for."""
+    def padding_pass(self) -> None:
+        """A one-token forward and zero-loss backward through the learner's model: joins the
+        collectives of a micro-batch this process has no data for."""
         ids = torch.full((1, 1), self.pad_id, dtype=torch.long, device=self.accelerator.device)
-        logits = (model or self.model)(input_ids=ids).logits
-        if torch.is_grad_enabled():
-            self.accelerator.backward(logits.sum() * 0.0)
+        self.accelerator.backward(self.model(input_ids=ids).logits.sum() * 0.0)
 
     def train_step(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -363,7 +375,7 @@ class TrainLoop:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (subclasses that save more restore it here too)."""
-        if "optimizer" in state:
+        if self.loop_config.fsdp is None:  # under FSDP it is read from the shards (:meth:`resume`)
             self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
@@ -384,13 +396,18 @@ class TrainLoop:
         checkpoint = checkpoint or newest_intact_checkpoint(self.run_dir)
         if checkpoint is None:
             return None
-        sharded = (checkpoint / OPTIMIZER_DIR).is_dir()
+        state = load_state(checkpoint)
+        sharded = "optimizer" not in state
         if sharded != (self.loop_config.fsdp is not None):
             raise ValueError(
                 f"{checkpoint} was written {'with' if sharded else 'without'} train.fsdp (its optimizer state is "
                 f"{'sharded' if sharded else 'one file'}): resume it {'with' if sharded else 'without'} train.fsdp"
             )
-        self.load_state_dict(load_state(checkpoint))
+        if sharded and not (checkpoint / OPTIMIZER_DIR).is_dir():
+            raise ValueError(
+                f"{checkpoint} has no {OPTIMIZER_DIR}/ folder: its sharded optimizer state is missing"
+            )
+        self.load_state_dict(state)
         if sharded:
             load_sharded_optimizer(self.model, self.optimizer, checkpoint / OPTIMIZER_DIR)
         return checkpoint
@@ -401,7 +418,7 @@ class TrainLoop:
         process writes the rest, and all learn whether it succeeded: a failure raises in every
         process (the main one's error says why)."""
         sharded = self.loop_config.fsdp is not None
-        error: NonFiniteError | CheckpointWriteError | None = None
+        error: Exception | None = None
         if sharded:
             error = self._stage_sharded_optimizer()
             weights = checkpoint_weights(self.model)
@@ -420,11 +437,15 @@ class TrainLoop:
                     weights=weights,
                     staged=sharded,
                 )
-            except (NonFiniteError, CheckpointWriteError) as exc:
+            except Exception as exc:  # every process must learn of it, or the others would wait forever
                 error = exc
         (failed,) = self.all_sum(float(error is not None))  # also waits until the checkpoint is written
-        if error is not None:
+        if isinstance(error, NonFiniteError | CheckpointWriteError):
             raise type(error)(f"step {self.step}: {error}; training stopped") from error
+        if error is not None:
+            raise CheckpointWriteError(
+                f"step {self.step}: {type(error).__name__}: {error}; training stopped"
+            ) from error
         if failed:
             raise CheckpointWriteError(
                 f"step {self.step}: the main process could not write its checkpoint (its error says why); "
@@ -445,12 +466,17 @@ class TrainLoop:
             except CheckpointWriteError as exc:
                 error = exc
         (failed,) = self.all_sum(float(error is not None))
-        if not failed:
-            try:
-                save_sharded_optimizer(self.model, self.optimizer, staging / OPTIMIZER_DIR)
-            except Exception as exc:  # torch.distributed.checkpoint raises its own wrapper of OSError
-                error = CheckpointWriteError(f"could not write the optimizer shards into {staging}: {exc}")
-            (failed,) = self.all_sum(float(error is not None))
+        if failed and error is None:
+            return CheckpointWriteError(f"the main process could not create {staging} (its error says why)")
+        if failed:
+            return error
+        try:
+            save_sharded_optimizer(self.model, self.optimizer, staging / OPTIMIZER_DIR)
+        except Exception as exc:  # torch.distributed.checkpoint raises its own wrapper of OSError
+            error = CheckpointWriteError(f"could not write the optimizer shards into {staging}: {exc}")
+        (failed,) = self.all_sum(float(error is not None))
+        if failed and self.accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
         if failed and error is None:
             error = CheckpointWriteError(
                 f"another process could not write its optimizer shards into {staging}"

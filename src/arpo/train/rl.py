@@ -306,19 +306,13 @@ class RLTrainer(TrainLoop):
 
     @torch.no_grad()
     def _copy_logprobs(
-        self, model: torch.nn.Module, batch: MiniBatch | None, index: list[int], shape: tuple[int, int]
+        self, model: torch.nn.Module, batch: MiniBatch, index: list[int], shape: tuple[int, int]
     ) -> torch.Tensor:
-        """Log-probs of every copy of ``batch`` (None: this process kept no group) under ``model``, on
-        the ``[rows, tokens]`` grid, with padding passes up to the processes' largest count
-        (:meth:`accumulation`)."""
+        """Log-probs of every copy of ``batch`` under ``model`` (an unsharded module: no collectives),
+        on the ``[rows, tokens]`` grid."""
         grid = torch.zeros(shape, device=self.accelerator.device)
-        rows = torch.tensor(index, device=self.accelerator.device, dtype=torch.long)
-        units = batch.units if batch is not None else []
-        for i, _ in self.accumulation(len(units)):
-            if i is None:
-                self.padding_pass(model)
-                continue
-            unit = units[i]
+        rows = torch.tensor(index, device=self.accelerator.device)
+        for unit in batch.units:
             with self.accelerator.autocast():
                 logprobs, _ = unit.logprobs(model)
             grid[rows[batch.copy_rows[unit.copies]], batch.copy_cols[unit.copies]] = logprobs.float()
@@ -329,8 +323,9 @@ class RLTrainer(TrainLoop):
 
         The number of optimizer steps per pass is fixed by the config, the same in every process;
         a mini-batch that is empty everywhere (dynamic sampling dropped its groups) is skipped, a
-        process with no share of a non-empty one joins it with padding passes (:meth:`accumulation`),
-        as it does the old and reference log-prob passes when it kept no group.
+        process with no share of a non-empty one joins it with padding passes (:meth:`accumulation`).
+        The old log-probs come from :attr:`sampling_policy`, which holds the weights the rollout
+        sampled with (under FSDP the full copy, so that pass runs no collective).
         """
         cfg = self.config
         groups = sorted(scored.rows_by_group)
@@ -339,12 +334,11 @@ class RLTrainer(TrainLoop):
         local_size = per_step // self.world
         metrics: dict[str, float] = {}
         old = ref = None
-        (kept_anywhere,) = self.all_sum(float(len(groups)))
-        if kept_anywhere and (self.reference is not None or not cfg.single_update()):
-            shape = (len(scored.rows), max((len(r.token_ids) for r in scored.rows), default=0))
-            everything, index = self._layout(groups, scored) if groups else (None, [])
+        if groups and (self.reference is not None or not cfg.single_update()):
+            shape = (len(scored.rows), max(len(r.token_ids) for r in scored.rows))
+            everything, index = self._layout(groups, scored)
             if not cfg.single_update():
-                old = self._copy_logprobs(self.model, everything, index, shape)
+                old = self._copy_logprobs(self.sampling_policy, everything, index, shape)
             if self.reference is not None:
                 ref = self._copy_logprobs(self.reference, everything, index, shape)
         self.model.train()

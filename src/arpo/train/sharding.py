@@ -19,14 +19,25 @@ number of times, in the same order:
   gradients into the shards, where they accumulate. (Synchronising only the last micro-batch, as
   data parallelism does, would keep an unsharded gradient of the whole model in every process
   between micro-batches: 4·P bytes, measured +49 MB at peak for a 32 M-parameter model.)
-* rollouts and validation never touch the sharded module: they sample from a *full copy* of the
-  weights (:class:`FullCopy`), refreshed by one all-gather (:func:`gather_full_state`) after each
-  step's optimizer phase — the same moment the vLLM engine receives its weights. Each process
-  decodes its own prompts for its own number of rounds with no collective. The copy costs 4·P
-  bytes (float32) per process, held for the whole run.
+* rollouts, validation and the old log-probs never touch the sharded module: they use a *full
+  copy* of the weights (:class:`FullCopy`), refreshed after each step's optimizer phase — the same
+  moment the vLLM engine receives its weights — by all-gathering one parameter at a time. Each
+  process decodes its own prompts for its own number of rounds with no collective. The copy
+  costs 4·P bytes (float32) per process, held for the whole run; a refresh holds one more full
+  tensor at most. (At start-up each process also holds the full model it loaded, until it is
+  sharded.)
 
 Mixed precision is accelerate's autocast (``train.mixed_precision``), as without sharding: the
+learner's passes run under it and the full copy's forward is wrapped in it as DDP's is; the
 gathered parameters are float32 and the matmuls run in bf16.
+
+Models whose layers route tokens (mixture of experts) are refused: FSDP2 reduce-scatters the
+gradients a process has, and processes whose tokens went to different experts would disagree.
+
+Saving the optimizer state initialises it when no update was applied yet (torch's
+``get_optimizer_state_dict``): a checkpoint written before the first applied update starts AdamW's
+step count at 1 there, unlike data parallelism. Runs checkpoint after updates, so only a run whose
+every update so far was skipped as non-finite meets this.
 
 **Checkpoints.** The weights are gathered to the main process and written as the usual Hugging
 Face folder (loadable by transformers and vLLM, and the checkpoint resumed from). The optimizer
@@ -39,7 +50,6 @@ processes; the tests resume on the same number.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +73,20 @@ class FSDPConfig(BaseModel):
     )
 
 
+EXPERT_COUNTS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
+"""Config fields that name a mixture-of-experts model's experts (Qwen-MoE, Mixtral, DeepSeek, …)."""
+
+
 def sharding_unsupported(model: torch.nn.Module) -> str | None:
     """Why ``model`` cannot be sharded by :func:`shard_model`, or None when it can."""
     if getattr(model, "peft_config", None):
         return "a LoRA model (model.lora) is not sharded by arpo; its trainable adapter is small: use data parallelism"
+    config = getattr(model, "config", None)
+    if any(getattr(config, field, None) for field in EXPERT_COUNTS):
+        return (
+            "a mixture-of-experts model routes each process's tokens to different experts, whose gradients "
+            "FSDP2 would reduce-scatter unequally: use data parallelism"
+        )
     if not _layer_classes(model):
         return f"{type(model).__name__} names no decoder layer class (_no_split_modules) to shard by"
     return None
@@ -122,17 +142,21 @@ def checkpoint_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 class FullCopy:
-    """An unsharded copy of the policy that rollouts and validation sample from under FSDP.
+    """An unsharded copy of the policy that rollouts, validation and the old log-probs use under FSDP.
 
-    Made from the model before it is sharded; :meth:`refresh` loads the sharded model's current
-    weights into it (every process at the same point of the step, as it is a collective)."""
+    ``module``: a copy of the model made before it is sharded, placed and wrapped in autocast by the
+    caller. :meth:`refresh` loads the sharded model's current weights into it."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
-        self.module = copy.deepcopy(model).to(device).eval()
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module.eval()
 
     def refresh(self, sharded: torch.nn.Module) -> None:
+        """All-gather each parameter of ``sharded`` into the copy, one at a time (each is a collective:
+        every process walks the parameters in the same order, at the same point of the step)."""
+        params = dict(sharded.named_parameters())
         with torch.no_grad():
-            self.module.load_state_dict(gather_full_state(sharded, main_only=False))
+            for name, param in self.module.named_parameters():
+                param.copy_(params[name].full_tensor())
 
 
 def _plain_optimizer(optimizer: Any) -> torch.optim.Optimizer:
