@@ -4,12 +4,14 @@ Data parallelism (``accelerate launch`` or ``torchrun``; docs/distributed.md): e
 draws the same global batch and works on its shard (``shard``); normalisers that span the batch
 are summed over processes (``all_sum``), and loss scales are multiplied by the number of
 processes because the gradient all-reduce averages. Metrics are averaged over processes; only
-the main process writes metrics and checkpoints, whose weights come from
-``accelerator.get_state_dict`` (which gathers FSDP / ZeRO-3 shards into a full model).
-``check_replicas_every`` checks that the processes' parameters stay bitwise identical.
+the main process writes metrics and checkpoints. With ``fsdp`` the model is sharded instead
+(:mod:`arpo.train.sharding`): every process runs the same number of learner passes
+(:meth:`TrainLoop.accumulation`), checkpoints gather the weights and write the optimizer state
+sharded. ``check_replicas_every`` checks that DDP processes' parameters stay bitwise identical.
 
-A subclass provides ``train_step() -> metrics`` and uses ``self.model`` (wrapped by accelerate),
-``self.policy`` (the plain module, e.g. for generation and saving), ``self.optimizer``,
+A subclass provides ``train_step() -> metrics`` and uses ``self.model`` (wrapped by accelerate, or
+sharded), ``self.policy`` (the unwrapped module, e.g. for its config and saving),
+``self.sampling_policy`` (unsharded weights to sample from), ``self.optimizer``,
 ``self.scheduler`` (stepped once per training step by the loop) and ``self.sampler`` (the task
 or example order). The loop logs each step to :class:`MetricsLogger`, shows a progress bar and
 checkpoints every ``save_every`` steps and at the end; :meth:`resume` restores the full state so

@@ -39,9 +39,9 @@ Every log-prob the learner takes is of the sampled policy softmax(z[:|V|]/T), wi
 temperature T and the tokenizer's vocabulary |V| (:mod:`arpo.core.logits`), so the ratio, KL and
 entropy refer to the distribution the trajectories were drawn from.
 
-The ``hf`` generator samples with the learner's own module (the unwrapped model), so every
-rollout sees the latest weights; its KV caches live only for one rollout call, so nothing stale
-survives an update. The ``vllm`` generator holds its own copy: it is told to sleep after the
+The ``hf`` generator samples with the learner's own module (the unwrapped model; under
+``train.fsdp`` its full copy, refreshed after each optimizer phase), so every rollout sees the
+latest weights; its KV caches live only for one rollout call, so nothing stale survives an update. The ``vllm`` generator holds its own copy: it is told to sleep after the
 rollout and gets the new weights (its prefix cache reset) after each step's optimizer phase.
 Placement and mixed precision come from ``accelerate``.
 """
