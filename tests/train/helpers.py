@@ -33,6 +33,16 @@ PROCESS_STEPS = 12
 """Steps of the run :func:`write_config` describes."""
 
 
+SMALL_TOOLWORLD = {
+    "toolworld": {
+        "seed": 3,
+        "train": {"towns": 10, "people": 20, "tasks": 40},
+        "test": {"towns": 10, "people": 20, "tasks": 10},
+    }
+}
+"""A job's ``data`` section: a built-in environment small enough to build in a second."""
+
+
 def arithmetic_tasks(n: int = 6) -> list[Task]:
     return [
         Task(str(i), (ChatMessage("user", f"what is {i}+{i}?"),), (str(2 * i),), "number", "test")

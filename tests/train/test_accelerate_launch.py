@@ -22,6 +22,7 @@ from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
 from arpo.train.checkpoint import latest_checkpoint, load_state
 from arpo.train.loop import LoopConfig, TrainLoop, parameter_digest
 from arpo.train.metrics_log import read_metrics
+from tests.train.helpers import SMALL_TOOLWORLD
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "accelerate"
@@ -33,13 +34,7 @@ def _train_config(run_dir: Path) -> dict:
     process its own non-zero gradient even when all rewards are equal."""
     return {
         "run_dir": str(run_dir),
-        "data": {
-            "toolworld": {
-                "seed": 3,
-                "train": {"towns": 10, "people": 20, "tasks": 40},
-                "test": {"towns": 10, "people": 20, "tasks": 10},
-            }
-        },
+        "data": SMALL_TOOLWORLD,
         "train": {
             "steps": 2,
             "prompts_per_step": 4,

@@ -28,6 +28,7 @@ from arpo.train.jobs import SFTJobConfig, run_sft
 from arpo.train.loop import LoopConfig, TrainLoop
 from arpo.train.metrics_log import read_metrics
 from arpo.train.sharding import OPTIMIZER_DIR, sharding_unsupported
+from tests.train.helpers import SMALL_TOOLWORLD
 from tests.train.test_data_parallel import launch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,17 +36,11 @@ TOLERANCE = 2e-5
 
 
 def _sft_config(run_dir: Path, steps: int, fsdp: bool) -> dict:
-    """SFT of the tiny model on a small built-in environment; 8 demonstrations per step, micro-batches
-    of 2 packed rows, so the processes run different numbers of micro-batches."""
+    """SFT of the tiny model on a small built-in environment; 8 demonstrations per step packed into
+    rows of ≤ 128 tokens, one row per micro-batch, so the processes run different numbers of them."""
     return {
         "run_dir": str(run_dir),
-        "data": {
-            "toolworld": {
-                "seed": 3,
-                "train": {"towns": 10, "people": 20, "tasks": 40},
-                "test": {"towns": 10, "people": 20, "tasks": 10},
-            }
-        },
+        "data": SMALL_TOOLWORLD,
         "train": {
             "steps": steps,
             "batch_size": 8,
