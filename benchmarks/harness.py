@@ -8,7 +8,8 @@ A benchmark script adds a workload; it takes its timing and reporting from here:
 * :data:`SLOW_CPU_ENV` — the environment that makes this machine compute like a 2-core AVX2-only
   laptop or server (docs/demo.md, "Machines differ");
 * :func:`timed` — median of repeated calls after warm-up calls (:func:`sample_times` gives them
-  all, :func:`percentile` any percentile of them);
+  all, :func:`percentile` any percentile of them); :func:`interleaved` — the same for several
+  alternatives compared in one run, timed in turns;
 * :func:`mean_sd` / :func:`spread` — mean ± sample standard deviation and min–max of per-seed results;
 * :func:`table` — a Markdown table, printed and pasted into docs as is.
 """
@@ -19,7 +20,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,21 @@ def sample_times(work: Callable[[], Any], repeats: int, warmup: int = 1) -> list
 def timed(work: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
     """Median wall seconds of ``repeats`` calls of ``work`` after ``warmup`` untimed calls."""
     return statistics.median(sample_times(work, repeats, warmup))
+
+
+def interleaved(works: Mapping[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median wall seconds of each of ``works``, timed in turns (one call of each per round, after
+    ``warmup`` untimed rounds), so that a slow phase of a shared machine hits them all alike."""
+    for _ in range(warmup):
+        for work in works.values():
+            work()
+    times: dict[str, list[float]] = {name: [] for name in works}
+    for _ in range(repeats):
+        for name, work in works.items():
+            started = time.perf_counter()
+            work()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -1,13 +1,30 @@
-"""Tree-packed vs flat learner step on ARPO trees from the built-in environment.
+"""Learner step with the trajectories laid out flat, tree-packed and ``auto``, over a grid of tree shapes.
 
-Samples ARPO trees (M=16, N=8 by default) with a policy that calls tools (a short SFT on the
-environment's demonstrations unless ``--model`` names a run or checkpoint), then times the same
-learner step — log-probs, the clipped loss, backward — with the trajectories laid out flat and
-tree-packed, alternating the two ``--repeats`` times in one process. Prints the tokens each
-layout runs through the model and the median step-time ratio.
+Each cell is one mini-batch of ``--trees`` rollout trees of one shape, built with random tokens
+(the learner's cost depends on the shape, not on the text) except for ``toolworld``, and the time of one learner step on
+it: log-probs of every model token, the clipped policy loss, backward — with the same trees laid
+out ``flat`` (one row per trajectory), ``tree`` (each tree's unique tokens once, one packed row
+per tree) and ``auto`` (whichever :mod:`arpo.train.layout_cost` predicts is cheaper). Shapes:
 
-    .venv/bin/python benchmarks/packed_vs_flat.py            # builds a small environment in a temp dir
-    .venv/bin/python benchmarks/packed_vs_flat.py --env runs/toolworld-sft/env --model runs/toolworld-sft
+* ``grpo``: G paths of L response tokens from the prompt (nothing shared but the prompt);
+* ``arpo``: G/2 initial paths, each a model segment of L/4 tokens, a 16-token tool result and the
+  rest of its L tokens; G/2 branches fork right after the tool results, one per initial path;
+
+each with a short (16-token) or a long (L-token) prompt; and
+
+* ``toolworld``: real ARPO trees (M = 16, N = 8, 160-token budget by default), sampled in the
+  built-in environment by a tiny Llama of the same size after a short SFT, so that it calls tools.
+
+Trees get a packed row each (``--pack-tokens 1``) unless told otherwise. "shared" is the share of the flat
+layout's tokens that tree packing computes once instead of several times. Prints one table: the
+median step time of each layout over ``--repeats`` (after a warm-up step) and the ratios tree/flat
+and auto/flat; a tree layout whose attention mask would exceed ``--max-mask-gb`` is not run. The
+flat and tree steps are timed in turns (:func:`harness.interleaved`); ``auto`` runs exactly the
+units of the layout it picks, so its time is that layout's. The cost model's own tree ÷ flat
+prediction is printed beside the measured one.
+
+    .venv/bin/python benchmarks/packed_vs_flat.py                          # the full grid
+    .venv/bin/python benchmarks/packed_vs_flat.py --groups 8 --lengths 128 --repeats 3
 """
 
 from __future__ import annotations
@@ -15,20 +32,24 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from transformers.utils import logging as hf_logging
 
-from arpo.core.advantage import AdvantageConfig, attribute, group_advantages
-from arpo.core.loss import PolicyLossConfig, policy_loss
-from arpo.engines.hf import HFGenerator
-from arpo.models.loading import PolicyConfig, TinyModelConfig, load_policy
-from arpo.rollout import ArpoRollout, RolloutConfig
-from arpo.tasks.prompts import render_prompt
-from arpo.tasks.toolworld import (
+sys.path.insert(0, str(Path(__file__).parent))
+from harness import describe, interleaved, machine, table  # noqa: E402
+
+from arpo.core.loss import PolicyLossConfig, policy_loss  # noqa: E402
+from arpo.core.tree import Origin, RolloutTree, ToolCall  # noqa: E402
+from arpo.engines.hf import HFGenerator  # noqa: E402
+from arpo.models.loading import PolicyConfig, TinyModelConfig, load_policy  # noqa: E402
+from arpo.models.tiny import build_char_tokenizer, build_tiny_llama  # noqa: E402
+from arpo.rollout import ArpoRollout, RolloutConfig  # noqa: E402
+from arpo.tasks.prompts import render_prompt  # noqa: E402
+from arpo.tasks.toolworld import (  # noqa: E402
     SplitSizes,
     ToolworldConfig,
     build_toolworld,
@@ -36,20 +57,136 @@ from arpo.tasks.toolworld import (
     make_toolbox,
     read_config,
 )
-from arpo.train.batching import LearnerRow
-from arpo.train.checkpoint import latest_checkpoint
-from arpo.train.jobs import SFTJobConfig, run_sft
-from arpo.train.layout import build_minibatch
+from arpo.train.batching import LearnerRow  # noqa: E402
+from arpo.train.checkpoint import latest_checkpoint  # noqa: E402
+from arpo.train.jobs import SFTJobConfig, run_sft  # noqa: E402
+from arpo.train.layout import MiniBatch, build_minibatch  # noqa: E402
+from arpo.train.layout_cost import LayoutCost  # noqa: E402
+from arpo.train.packing import PackedBatch, pack_trees  # noqa: E402
+
+TOOL_TOKENS, SHORT_PROMPT = 16, 16
+LAYOUTS = ("flat", "tree", "auto")
 
 
-def policy(args: argparse.Namespace, env: Path, work: Path) -> tuple[torch.nn.Module, object]:
-    if args.model:
-        found = latest_checkpoint(Path(args.model)) or Path(args.model)
-        return load_policy(PolicyConfig(name=str(found)))
-    print(f"SFT for {args.sft_steps} steps so the policy calls tools (use --model to skip)")
+def random_tokens(rng: random.Random, vocab: int, n: int) -> list[int]:
+    return [rng.randrange(3, vocab) for _ in range(n)]
+
+
+def model_node(tree: RolloutTree, parent, tokens: list[int], origin: Origin | None = None):
+    node = tree.add_model(parent, origin)
+    node.append(tokens, [0.0] * len(tokens), [0.0] * len(tokens))
+    return node
+
+
+def build_tree(shape: str, g: int, length: int, prompt: int, vocab: int, rng: random.Random) -> RolloutTree:
+    """One tree of ``shape`` with G leaves and L response tokens per path."""
+    tree = RolloutTree(random_tokens(rng, vocab, prompt), vocab)
+    if shape == "grpo":
+        for _ in range(g):
+            model_node(tree, tree.root, random_tokens(rng, vocab, length), Origin.INITIAL)
+        return tree
+    head = length // 4
+    rest = length - head - TOOL_TOKENS
+    for _ in range(g // 2):
+        first = model_node(tree, tree.root, random_tokens(rng, vocab, head), Origin.INITIAL)
+        result = tree.add_tool(first, random_tokens(rng, vocab, TOOL_TOKENS), [ToolCall("python", "1", "ok")])
+        model_node(tree, result, random_tokens(rng, vocab, rest))
+        model_node(tree, result, random_tokens(rng, vocab, rest), Origin.BRANCH)
+    return tree
+
+
+def learner_rows(trees: list[RolloutTree], rng: random.Random) -> list[LearnerRow]:
+    rows = []
+    for tree in trees:
+        for trajectory in tree.trajectories():
+            mask = trajectory.loss_mask
+            advantage = rng.uniform(-1, 1)
+            rows.append(
+                LearnerRow(trajectory.token_ids, [float(m) for m in mask], [advantage * m for m in mask])
+            )
+    return rows
+
+
+def learner_step(model: torch.nn.Module, batch: MiniBatch) -> None:
+    model.zero_grad()
+    config = PolicyLossConfig()
+    for unit in batch.units:
+        logprobs, _ = unit.logprobs(model)
+        copies = unit.copies
+        policy_loss(
+            logprobs, logprobs.detach(), batch.advantages[copies], batch.scale[copies], config
+        ).loss.backward()
+
+
+def packed_widths(trees: list[RolloutTree], args: argparse.Namespace) -> list[int]:
+    return [len(row) for row in pack_trees(trees, args.pack_tokens).rows]
+
+
+def predicted_ratio(cost: LayoutCost, rows: list[LearnerRow], trees: list[RolloutTree], args) -> float:
+    """The cost model's tree ÷ flat for the mini-batch."""
+    flat = cost.layout(sorted(len(r.token_ids) for r in rows), args.micro_batch_size)
+    return cost.layout(packed_widths(trees, args), args.micro_batch_size) / flat
+
+
+def mask_gigabytes(trees: list[RolloutTree], args: argparse.Namespace) -> float:
+    """Size of the largest micro-batch's float32 ``[B, 1, W, W]`` tree-packing mask."""
+    widths = packed_widths(trees, args)
+    return min(len(widths), args.micro_batch_size) * max(widths) ** 2 * 4 / 2**30
+
+
+def time_cell(model, tokenizer, trees: list[RolloutTree], label: list, args: argparse.Namespace) -> list:
+    """One table row: flat and tree timed in turns, auto's pick, ratios."""
+    rows = learner_rows(trees, random.Random(args.seed))
+    cost = LayoutCost.of(model)
+    batches = {
+        name: build_minibatch(
+            trees,
+            rows,
+            aggregation="token-mean",
+            packing=name,
+            micro_batch_size=args.micro_batch_size,
+            pack_tokens=args.pack_tokens,
+            pad_id=tokenizer.pad_token_id or 0,
+            dtype=torch.float32,
+            device="cpu",
+            cost=cost,
+        )
+        for name in LAYOUTS
+        if name != "tree" or mask_gigabytes(trees, args) <= args.max_mask_gb
+    }
+    chosen = "tree" if isinstance(batches["auto"].units[0].inputs, PackedBatch) else "flat"
+    times = interleaved(
+        {name: (lambda b=b: learner_step(model, b)) for name, b in batches.items() if name != "auto"},
+        args.repeats,
+    )
+    flat_tokens = sum(len(r.token_ids) for r in rows)
+    unique = sum(len(n.token_ids) for tree in trees for n in tree.nodes)
+    flat_s, tree_s = times["flat"], times.get("tree")
+    auto_s = flat_s if chosen == "flat" else tree_s
+    return [
+        *label,
+        f"{1 - unique / flat_tokens:.0%}",
+        f"{flat_s:.3f}",
+        "–" if tree_s is None else f"{tree_s:.3f}",
+        f"{predicted_ratio(cost, rows, trees, args):.2f}",
+        "–" if tree_s is None else f"{tree_s / flat_s:.2f}",
+        chosen,
+        f"{auto_s / flat_s:.2f}",
+    ]
+
+
+def toolworld_cell(args: argparse.Namespace, work: Path) -> tuple[torch.nn.Module, object, list[RolloutTree]]:
+    """ARPO trees sampled in the built-in environment by a policy that calls tools (a short SFT)."""
+    env = build_toolworld(
+        ToolworldConfig(
+            seed=args.seed, train=SplitSizes(towns=30, people=60, tasks=600), system_prompt=False
+        ),
+        work / "env",
+    ).root
+    print(f"toolworld: SFT for {args.sft_steps} steps so that the policy calls tools", flush=True)
     sft = SFTJobConfig(
         run_dir=str(work / "sft"),
-        model=PolicyConfig(tiny=TinyModelConfig(hidden_size=128, num_layers=2)),
+        model=PolicyConfig(tiny=TinyModelConfig(hidden_size=args.hidden_size, num_layers=args.layers)),
         data={"toolworld_dir": str(env)},
         train={
             "steps": args.sft_steps,
@@ -60,98 +197,93 @@ def policy(args: argparse.Namespace, env: Path, work: Path) -> tuple[torch.nn.Mo
         },
     )
     run_sft(sft)
-    return load_policy(PolicyConfig(name=str(latest_checkpoint(work / "sft"))))
+    model, tokenizer = load_policy(PolicyConfig(name=str(latest_checkpoint(work / "sft"))))
+    tasks = load_toolworld_tasks(env / "train.jsonl")[: args.trees]
+    config = RolloutConfig.model_validate(
+        {
+            "branching": {"rollouts_per_prompt": args.toolworld_m, "initial_rollouts": args.toolworld_m // 2},
+            "max_response_tokens": args.toolworld_budget,
+        }
+    )
+    with make_toolbox(read_config(env), env / "corpus.jsonl", cache_dir=work / "index") as tools:
+        rollout = ArpoRollout(HFGenerator(model, tokenizer), tokenizer, tools, config)
+        batch = rollout.run([render_prompt(tokenizer, t.chat()) for t in tasks], seed=args.seed)
+    model.train()
+    return model, tokenizer, batch.trees
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--env", help="a built toolworld folder (default: build a small one)")
-    parser.add_argument("--model", help="a run folder or checkpoint (default: a short SFT)")
-    parser.add_argument("--sft-steps", type=int, default=150)
-    parser.add_argument("--prompts", type=int, default=8)
-    parser.add_argument("--m", type=int, default=16)
-    parser.add_argument("--n", type=int, default=8)
-    parser.add_argument("--budget", type=int, default=160, help="response tokens per trajectory")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--groups", type=int, nargs="+", default=[8, 16], help="G: trajectories per tree")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 2048], help="L: response tokens")
+    parser.add_argument(
+        "--shapes", nargs="+", default=["grpo", "arpo", "toolworld"], choices=["grpo", "arpo", "toolworld"]
+    )
+    parser.add_argument("--prompts", nargs="+", default=["short", "long"], choices=["short", "long"])
+    parser.add_argument("--trees", type=int, default=2, help="trees per mini-batch")
+    parser.add_argument("--micro-batch-size", type=int, default=8, help="rows per forward, either layout")
+    parser.add_argument("--pack-tokens", type=int, default=1, help="packed row budget (1: one tree per row)")
+    parser.add_argument("--hidden-size", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--toolworld-m", type=int, default=16, help="toolworld: M (N = M/2)")
+    parser.add_argument("--toolworld-budget", type=int, default=160, help="toolworld: response tokens")
+    parser.add_argument(
+        "--sft-steps", type=int, default=150, help="toolworld: SFT steps of the sampling policy"
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-mask-gb", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     hf_logging.disable_progress_bar()
     torch.manual_seed(args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        env = (
-            Path(args.env)
-            if args.env
-            else build_toolworld(
-                ToolworldConfig(
-                    seed=args.seed, train=SplitSizes(towns=30, people=60, tasks=600), system_prompt=False
-                ),
-                work / "env",
-            ).root
-        )
-        model, tokenizer = policy(args, env, work)
-        tasks = load_toolworld_tasks(env / "train.jsonl")[: args.prompts]
-        config = RolloutConfig.model_validate(
-            {
-                "branching": {"rollouts_per_prompt": args.m, "initial_rollouts": args.n, "entropy_window": 8},
-                "max_response_tokens": args.budget,
-            }
-        )
-        with make_toolbox(read_config(env), env / "corpus.jsonl", cache_dir=work / "index") as tools:
-            rollout = ArpoRollout(HFGenerator(model, tokenizer), tokenizer, tools, config)
-            batch = rollout.run([render_prompt(tokenizer, t.chat()) for t in tasks], seed=args.seed)
-        trees = batch.trees
-        rng = random.Random(args.seed)
-        rewards = [[rng.random() for _ in tree.trajectories()] for tree in trees]
-        rows = [
-            LearnerRow(traj.token_ids, tok.weights, tok.advantages)
-            for tree, adv in zip(trees, group_advantages(rewards, AdvantageConfig()), strict=True)
-            for traj, tok in zip(tree.trajectories(), attribute(tree, adv, "soft"), strict=True)
-        ]
-        print(
-            f"{len(trees)} trees, {len(rows)} trajectories, {batch.stats['branches']} branches, "
-            f"{batch.stats['tool_calls_per_trajectory']:.2f} tool calls per trajectory"
-        )
-        layouts = {
-            name: build_minibatch(
-                trees,
-                rows,
-                aggregation="token-mean",
-                packing=name,
-                micro_batch_size=16,
-                pack_tokens=4096,
-                pad_id=tokenizer.pad_token_id or 0,
-                dtype=torch.float32,
-                device="cpu",
-            )
-            for name in ("flat", "tree")
-        }
-        loss_config = PolicyLossConfig()
-        times: dict[str, list[float]] = {name: [] for name in layouts}
-        model.train()
-        for _ in range(args.repeats):
-            for name, mb in layouts.items():
-                model.zero_grad()
-                started = time.perf_counter()
-                for unit in mb.units:
-                    logprobs, _ = unit.logprobs(model)
-                    old = logprobs.detach()
-                    policy_loss(
-                        logprobs, old, mb.advantages[unit.copies], mb.scale[unit.copies], loss_config
-                    ).loss.backward()
-                times[name].append(time.perf_counter() - started)
-        flat_t, tree_t = statistics.median(times["flat"]), statistics.median(times["tree"])
-        print(
-            f"tokens through the model   flat {layouts['flat'].tokens_forwarded:>7}   "
-            f"packed {layouts['tree'].tokens_forwarded:>7}   ratio {layouts['flat'].tokens_forwarded / layouts['tree'].tokens_forwarded:.2f}x"
-        )
-        print(
-            f"learner step (median of {args.repeats})  flat {flat_t:.3f} s   packed {tree_t:.3f} s   "
-            f"speed-up {flat_t / tree_t:.2f}x"
-        )
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_llama(tokenizer, seed=args.seed, hidden_size=args.hidden_size, num_layers=args.layers)
+    model.train()
+    cost = LayoutCost.of(model)
+    print(describe(machine()))
+    print(
+        f"model: tiny Llama, hidden {args.hidden_size}, {args.layers} layers, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; cost model {cost.token:.3g} FLOPs "
+        f"per token, {cost.pair:.3g} per attention pair; {args.trees} trees per mini-batch, "
+        f"{args.micro_batch_size} rows per forward, median of {args.repeats}"
+    )
+    results = []
+    for shape in [s for s in args.shapes if s != "toolworld"]:
+        for prompt_kind in args.prompts:
+            for g in args.groups:
+                for length in args.lengths:
+                    rng = random.Random(args.seed)
+                    prompt = SHORT_PROMPT if prompt_kind == "short" else length
+                    trees = [
+                        build_tree(shape, g, length, prompt, len(tokenizer), rng) for _ in range(args.trees)
+                    ]
+                    results.append(time_cell(model, tokenizer, trees, [shape, prompt, g, length], args))
+                    print(table(HEADERS, results[-1:]).splitlines()[-1], flush=True)
+    if "toolworld" in args.shapes:
+        with tempfile.TemporaryDirectory() as tmp:
+            sampled, env_tokenizer, trees = toolworld_cell(args, Path(tmp))
+            prompt = f"{statistics.mean(len(t.root.token_ids) for t in trees):.0f}"
+            label = ["toolworld", prompt, args.toolworld_m, args.toolworld_budget]
+            results.append(time_cell(sampled, env_tokenizer, trees, label, args))
+    print()
+    print(table(HEADERS, results))
 
+
+HEADERS = [
+    "shape",
+    "prompt",
+    "G",
+    "L",
+    "shared",
+    "flat s",
+    "tree s",
+    "tree ÷ flat predicted",
+    "tree ÷ flat measured",
+    "auto picks",
+    "auto ÷ flat",
+]
 
 if __name__ == "__main__":
     main()

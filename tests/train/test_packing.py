@@ -15,7 +15,8 @@ from arpo.rollout import ArpoRollout, RolloutConfig
 from arpo.tools import Calculator, ToolBox
 from arpo.train.batching import LearnerRow
 from arpo.train.layout import build_minibatch
-from arpo.train.packing import ancestor_mask, pack_trees
+from arpo.train.layout_cost import LayoutCost
+from arpo.train.packing import PackedBatch, ancestor_mask, pack_trees
 
 
 def sample_trees(model, tokenizer, prompts, m, n, seed=0, temperature=1.0):
@@ -42,7 +43,7 @@ def rows_for(trees, attribution, seed=0):
     return rows
 
 
-def layout(trees, rows, packing, aggregation="token-mean", pack_tokens=10_000, view=RAW):
+def layout(trees, rows, packing, aggregation="token-mean", pack_tokens=10_000, view=RAW, cost=None):
     return build_minibatch(
         trees,
         rows,
@@ -54,6 +55,7 @@ def layout(trees, rows, packing, aggregation="token-mean", pack_tokens=10_000, v
         dtype=torch.float64,
         device="cpu",
         view=view,
+        cost=cost,
     )
 
 
@@ -191,3 +193,42 @@ def test_flat_micro_batches_are_padded_to_their_own_longest_row(model64, shared_
         flat = copy_logprobs(model64, batch)
         packed = copy_logprobs(model64, layout(shared_trees, rows, "tree"))
     assert torch.allclose(flat, packed, atol=1e-9, rtol=0)
+
+
+def test_layout_cost_of_a_tiny_llama_by_hand(model64):
+    # hidden 64, 2 layers, 4 heads of 16, vocabulary 62, tied output layer: 78,016 parameters
+    assert sum(p.numel() for p in model64.parameters()) == 78_016
+    cost = LayoutCost.of(model64)
+    assert cost.token == 2 * (78_016 - 62 * 64) + 2 * 64 * 62
+    assert cost.pair == 4 * (4 * 16) * 2
+    assert cost.forward(3, 10) == 3 * 10 * cost.token + 3 * 10 * 10 * cost.pair
+    # rows of 5, 7, 9 tokens two per forward: (5, 7) padded to 7, then (9)
+    assert cost.layout([5, 7, 9], 2) == cost.forward(2, 7) + cost.forward(1, 9)
+
+
+def packed(batch):
+    kinds = {isinstance(unit.inputs, PackedBatch) for unit in batch.units}
+    assert len(kinds) == 1
+    return kinds.pop()
+
+
+def test_auto_takes_the_layout_the_cost_model_finds_cheaper(shared_trees):
+    rows = rows_for(shared_trees, "soft")
+    flat, tree = layout(shared_trees, rows, "flat"), layout(shared_trees, rows, "tree")
+    # dense layers only: the layout with fewer tokens (each shared token once) wins
+    by_tokens = layout(shared_trees, rows, "auto", cost=LayoutCost(token=1.0, pair=0.0))
+    assert packed(by_tokens) and by_tokens.tokens_forwarded == tree.tokens_forwarded
+    # attention only: the packed row is longer than any trajectory, so flat wins
+    by_pairs = layout(shared_trees, rows, "auto", cost=LayoutCost(token=0.0, pair=1.0))
+    assert not packed(by_pairs) and by_pairs.tokens_forwarded == flat.tokens_forwarded
+    assert torch.equal(by_pairs.scale, tree.scale) and torch.equal(by_tokens.copy_rows, flat.copy_rows)
+    with pytest.raises(ValueError, match="needs the model's cost model"):
+        layout(shared_trees, rows, "auto")
+
+
+def test_auto_follows_the_tiny_llamas_cost_model(model64, shared_trees):
+    rows = rows_for(shared_trees, "soft")
+    cost = LayoutCost.of(model64)
+    flat_cost = cost.layout(sorted(len(r.token_ids) for r in rows), 4)
+    tree_cost = cost.layout([len(row) for row in pack_trees(shared_trees, 10_000).rows], 4)
+    assert packed(layout(shared_trees, rows, "auto", cost=cost)) == (tree_cost < flat_cost)

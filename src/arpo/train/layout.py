@@ -14,6 +14,9 @@ normalisers). The layouts differ only in the forward passes that produce each co
   same context and hence the same ratio; only the per-copy advantages (``soft``) or weights
   (``hard``) differ. SFT packs demonstrations the same way, each a one-path tree
   (:func:`one_path_tree`), so short examples share a row instead of being padded.
+* ``auto``: whichever of the two a cost model finds cheaper for this mini-batch
+  (:mod:`arpo.train.layout_cost`): tree packing saves the shared tokens' dense layers but pays
+  attention over whole packed rows, so it loses when little is shared or rows get long.
 
 Each forward is a :class:`Unit`: the model inputs plus, for every copy it serves, where in the
 output that copy's log-prob sits, and the policy view (temperature, vocabulary) under which the
@@ -32,10 +35,11 @@ from arpo.core.logits import RAW, PolicyView
 from arpo.core.loss import Aggregation, token_scale
 from arpo.core.tree import RolloutTree
 from arpo.train.batching import LearnerRow, PaddedBatch, micro_batches, pad_rows
+from arpo.train.layout_cost import LayoutCost
 from arpo.train.logprobs import token_logprobs
 from arpo.train.packing import PackedBatch, collate_packed, pack_trees, packed_logprobs
 
-Packing = Literal["flat", "tree"]
+Packing = Literal["auto", "flat", "tree"]
 
 
 @dataclass
@@ -97,22 +101,31 @@ def build_minibatch(
     loss_multiplier: float = 1.0,
     view: PolicyView = RAW,
     max_length: int | None = None,
+    cost: LayoutCost | None = None,
 ) -> MiniBatch:
     """Lay out ``rows`` (the trajectories of ``trees``, tree by tree, in trajectory order).
 
     ``totals`` are the mini-batch's normalisers when ``rows`` are one process's share of it, and
     ``loss_multiplier`` scales every copy (the number of processes, which the gradient
     all-reduce divides by again). ``view`` is the sampled policy's temperature and vocabulary;
-    ``max_length`` the response budget L_max of the ``seq-mean-token-sum-norm`` aggregation.
+    ``max_length`` the response budget L_max of the ``seq-mean-token-sum-norm`` aggregation;
+    ``cost`` the model's cost model, which ``packing="auto"`` needs.
     """
     flat = pad_rows(rows, pad_id, device)
     scale_grid = token_scale(flat.weights, aggregation, totals, max_length) * loss_multiplier
     row_idx, col_idx = torch.nonzero(flat.weights > 0, as_tuple=True)  # copies, row-major
     advantages = flat.advantages[row_idx, col_idx]
     scale = scale_grid[row_idx, col_idx]
-    if packing == "flat":
-        lengths = [len(r.token_ids) for r in rows]
-        order = sorted(range(len(rows)), key=lengths.__getitem__)  # similar lengths share a forward
+    lengths = [len(r.token_ids) for r in rows]
+    order = sorted(range(len(rows)), key=lengths.__getitem__)  # similar lengths share a forward
+    packed = None if packing == "flat" else pack_trees(trees, pack_tokens)
+    if packing == "auto":
+        if cost is None:
+            raise ValueError('packing="auto" needs the model\'s cost model (cost=LayoutCost.of(model))')
+        flat_cost = cost.layout([lengths[i] for i in order], micro_batch_size)
+        if cost.layout([len(row) for row in packed.rows], micro_batch_size) >= flat_cost:
+            packed = None
+    if packed is None:
         local = torch.full((len(rows),), -1, dtype=torch.long, device=row_idx.device)
         units = []
         for micro in micro_batches(len(rows), micro_batch_size):
@@ -126,8 +139,7 @@ def build_minibatch(
             units.append(Unit(inputs, served, local[row_idx[served]], col_idx[served], view))
         forwarded = int(flat.attention_mask.sum())
         return MiniBatch(row_idx, col_idx, advantages, scale, units, forwarded)
-    packing_ = pack_trees(trees, pack_tokens)
-    trajectory_columns = [cols for tree_cols in packing_.columns for cols in tree_cols]
+    trajectory_columns = [cols for tree_cols in packed.columns for cols in tree_cols]
     if len(trajectory_columns) != len(rows):
         raise ValueError("rows must be the trajectories of the given trees, in order")
     row_grid = torch.zeros_like(flat.input_ids)
@@ -137,11 +149,11 @@ def build_minibatch(
         row_grid[i, : len(cols)], col_grid[i, : len(cols)] = where[:, 0], where[:, 1]
     packed_row, packed_col = row_grid[row_idx, col_idx], col_grid[row_idx, col_idx]
     units = []
-    for micro in micro_batches(len(packing_.rows), micro_batch_size):
+    for micro in micro_batches(len(packed.rows), micro_batch_size):
         served = torch.nonzero((packed_row >= micro.start) & (packed_row < micro.stop), as_tuple=True)[0]
-        inputs = collate_packed(packing_.rows[micro], pad_id, dtype, device)
+        inputs = collate_packed(packed.rows[micro], pad_id, dtype, device)
         units.append(Unit(inputs, served, packed_row[served] - micro.start, packed_col[served], view))
-    forwarded = sum(len(row) for row in packing_.rows)
+    forwarded = sum(len(row) for row in packed.rows)
     return MiniBatch(row_idx, col_idx, advantages, scale, units, forwarded)
 
 

@@ -71,6 +71,7 @@ from arpo.train.checkpoint import (
 )
 from arpo.train.errors import CheckpointWriteError, NonFiniteError, Preempted
 from arpo.train.layout import MiniBatch, Packing, build_minibatch
+from arpo.train.layout_cost import LayoutCost
 from arpo.train.metrics_log import LoggingConfig, MetricsLogger
 from arpo.train.optim import OptimConfig, build_optimizer
 from arpo.train.packing import tree_packing_unsupported
@@ -101,7 +102,7 @@ class LoopConfig(BaseModel):
         8,
         ge=1,
         description="Rows per forward/backward (gradient accumulation): trajectories or demonstrations, or packed "
-        "rows with packing: tree.",
+        "rows when the layout is tree.",
     )
     mixed_precision: Literal["no", "bf16", "fp16"] = Field(
         "no",
@@ -192,6 +193,8 @@ class TrainLoop:
         self.rank = self.accelerator.process_index
         self.full_copy: FullCopy | None = None
         """Under FSDP, the unsharded weights that rollouts and validation sample from."""
+        self.layout_cost: LayoutCost | None = None
+        """The policy's cost model when the layout is chosen per mini-batch (``packing: auto``)."""
         if config.fsdp is not None:
             if self.world == 1:
                 raise ValueError(
@@ -301,10 +304,14 @@ class TrainLoop:
 
     # ----- the learner's layout ---------------------------------------------------------------
     def resolve_packing(self, packing: Packing) -> Packing:
-        """``packing``, or ``flat`` (logged) when the model cannot run tree-packed rows."""
-        if packing == "tree" and (reason := tree_packing_unsupported(self.policy)) is not None:
-            logger.warning("packing: tree is not available (%s); falling back to flat", reason)
+        """``packing``, or ``flat`` (logged) when the model cannot run tree-packed rows; with
+        ``auto`` the cost model of the policy (:mod:`arpo.train.layout_cost`) is kept for
+        :meth:`lay_out`."""
+        if packing != "flat" and (reason := tree_packing_unsupported(self.policy)) is not None:
+            logger.warning("packing: %s cannot use tree-packed rows (%s); using flat", packing, reason)
             return "flat"
+        if packing == "auto":
+            self.layout_cost = LayoutCost.of(self.policy)
         return packing
 
     def lay_out(
@@ -335,6 +342,7 @@ class TrainLoop:
             loss_multiplier=float(self.world),
             view=view,
             max_length=max_length,
+            cost=self.layout_cost,
         )
 
     def accumulation(self, count: int) -> list[tuple[int | None, bool]]:

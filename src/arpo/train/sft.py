@@ -8,12 +8,14 @@ tool-result tokens. The loss of a batch is the token-mean negative log-likelihoo
 
 accumulated over micro-batches with the batch's normaliser (so accumulation is exact).
 
-Layout (:mod:`arpo.train.layout`): with ``packing: tree`` (the default) the batch's
+Layout (:mod:`arpo.train.layout`): with ``packing: tree`` the batch's
 demonstrations are packed, first fit, into rows of at most ``pack_tokens`` tokens, each attending
 only to itself (a block-diagonal causal mask, positions restarting at 0), so short examples share
 a row instead of being padded to the longest one; the log-probs equal the padded ones. With
 ``flat`` each demonstration is a row, micro-batches sorted by length and padded to their own
-longest row. Models whose attention takes no custom 4-D mask fall back to ``flat``.
+longest row. ``auto`` (the default) takes whichever of the two the cost model of
+:mod:`arpo.train.layout_cost` predicts is faster for the batch: packing saves padding but pays
+attention across the whole packed row. Models whose attention takes no custom 4-D mask use ``flat``.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ class SFTConfig(LoopConfig):
 
     batch_size: int = Field(32, ge=1, description="Demonstrations per optimizer step.")
     packing: Packing = Field(
-        "tree",
-        description="tree: demonstrations packed into shared rows (no padding, exact); flat: one padded row each.",
+        "auto",
+        description="auto: tree or flat per batch, whichever a cost model of the policy predicts is faster; tree: "
+        "demonstrations packed into shared rows (no padding, exact); flat: one padded row each.",
     )
     pack_tokens: int = Field(
         256,

