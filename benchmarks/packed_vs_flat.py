@@ -1,10 +1,11 @@
-"""Learner step with the trajectories laid out flat, tree-packed and ``auto``, over a grid of tree shapes.
+"""Learner step with the trajectories laid out flat, tree-packed, prefix and ``auto``, over a grid of tree shapes.
 
 Each cell is one mini-batch of ``--trees`` rollout trees of one shape, built with random tokens
-(the learner's cost depends on the shape, not on the text) except for ``toolworld``, and the time of one learner step on
-it: log-probs of every model token, the clipped policy loss, backward — with the same trees laid
-out ``flat`` (one row per trajectory), ``tree`` (each tree's unique tokens once, one packed row
-per tree) and ``auto`` (whichever :mod:`arpo.train.layout_cost` predicts is cheaper). Shapes:
+(the learner's cost depends on the shape, not on the text) except for ``toolworld``, and the time
+of one learner step on it: log-probs of every model token, the clipped policy loss, backward —
+with the same trees laid out ``flat`` (one row per trajectory), ``tree`` (each tree's unique
+tokens once in a packed row), ``prefix`` (each tree's prompt once, the responses attending to its
+cache) and ``auto`` (whichever :mod:`arpo.train.layout_cost` predicts is cheapest). Shapes:
 
 * ``grpo``: G paths of L response tokens from the prompt (nothing shared but the prompt);
 * ``arpo``: G/2 initial paths, each a model segment of L/4 tokens, a 16-token tool result and the
@@ -15,13 +16,13 @@ each with a short (16-token) or a long (L-token) prompt; and
 * ``toolworld``: real ARPO trees (M = 16, N = 8, 160-token budget by default), sampled in the
   built-in environment by a tiny Llama of the same size after a short SFT, so that it calls tools.
 
-Trees get a packed row each (``--pack-tokens 1``) unless told otherwise. "shared" is the share of the flat
-layout's tokens that tree packing computes once instead of several times. Prints one table: the
-median step time of each layout over ``--repeats`` (after a warm-up step) and the ratios tree/flat
-and auto/flat; a tree layout whose attention mask would exceed ``--max-mask-gb`` is not run. The
-flat and tree steps are timed in turns (:func:`harness.interleaved`); ``auto`` runs exactly the
-units of the layout it picks, so its time is that layout's. The cost model's own tree ÷ flat
-prediction is printed beside the measured one.
+Trees get a packed row each (``--pack-tokens 1``) unless told otherwise. "shared" is the share of
+the flat layout's tokens that tree packing computes once instead of several times. Prints one
+table: the median step time of each layout over ``--repeats`` (after a warm-up step; the layouts
+timed in turns, :func:`harness.interleaved`), the cost model's predicted and the measured ratios
+to flat, the layout ``auto`` picks and its ratio (``auto`` runs exactly the units of the layout it
+picks, so its time is that layout's). A tree layout whose attention mask would exceed
+``--max-mask-gb`` is not run.
 
     .venv/bin/python benchmarks/packed_vs_flat.py                          # the full grid
     .venv/bin/python benchmarks/packed_vs_flat.py --groups 8 --lengths 128 --repeats 3
@@ -60,12 +61,12 @@ from arpo.tasks.toolworld import (  # noqa: E402
 from arpo.train.batching import LearnerRow  # noqa: E402
 from arpo.train.checkpoint import latest_checkpoint  # noqa: E402
 from arpo.train.jobs import SFTJobConfig, run_sft  # noqa: E402
-from arpo.train.layout import MiniBatch, build_minibatch  # noqa: E402
+from arpo.train.layout import AUTO_CANDIDATES, MiniBatch, build_minibatch, layout_costs  # noqa: E402
 from arpo.train.layout_cost import LayoutCost  # noqa: E402
-from arpo.train.packing import PackedBatch, pack_trees  # noqa: E402
+from arpo.train.packing import pack_trees  # noqa: E402
 
 TOOL_TOKENS, SHORT_PROMPT = 16, 16
-LAYOUTS = ("flat", "tree", "auto")
+LAYOUTS = ("flat", "tree", "prefix")
 
 
 def random_tokens(rng: random.Random, vocab: int, n: int) -> list[int]:
@@ -122,12 +123,6 @@ def packed_widths(trees: list[RolloutTree], args: argparse.Namespace) -> list[in
     return [len(row) for row in pack_trees(trees, args.pack_tokens).rows]
 
 
-def predicted_ratio(cost: LayoutCost, rows: list[LearnerRow], trees: list[RolloutTree], args) -> float:
-    """The cost model's tree ÷ flat for the mini-batch."""
-    flat = cost.layout(sorted(len(r.token_ids) for r in rows), args.micro_batch_size)
-    return cost.layout(packed_widths(trees, args), args.micro_batch_size) / flat
-
-
 def mask_gigabytes(trees: list[RolloutTree], args: argparse.Namespace) -> float:
     """Size of the largest micro-batch's float32 ``[B, 1, W, W]`` tree-packing mask."""
     widths = packed_widths(trees, args)
@@ -135,9 +130,12 @@ def mask_gigabytes(trees: list[RolloutTree], args: argparse.Namespace) -> float:
 
 
 def time_cell(model, tokenizer, trees: list[RolloutTree], label: list, args: argparse.Namespace) -> list:
-    """One table row: flat and tree timed in turns, auto's pick, ratios."""
+    """One table row: the layouts timed in turns, the cost model's predictions, auto's pick."""
     rows = learner_rows(trees, random.Random(args.seed))
     cost = LayoutCost.of(model)
+    predicted = layout_costs(
+        trees, [len(r.token_ids) for r in rows], args.micro_batch_size, args.pack_tokens, cost
+    )
     batches = {
         name: build_minibatch(
             trees,
@@ -149,29 +147,35 @@ def time_cell(model, tokenizer, trees: list[RolloutTree], label: list, args: arg
             pad_id=tokenizer.pad_token_id or 0,
             dtype=torch.float32,
             device="cpu",
-            cost=cost,
         )
         for name in LAYOUTS
         if name != "tree" or mask_gigabytes(trees, args) <= args.max_mask_gb
     }
-    chosen = "tree" if isinstance(batches["auto"].units[0].inputs, PackedBatch) else "flat"
     times = interleaved(
-        {name: (lambda b=b: learner_step(model, b)) for name, b in batches.items() if name != "auto"},
-        args.repeats,
+        {name: (lambda b=b: learner_step(model, b)) for name, b in batches.items()}, args.repeats
     )
+    chosen = min(AUTO_CANDIDATES, key=predicted.__getitem__)
     flat_tokens = sum(len(r.token_ids) for r in rows)
     unique = sum(len(n.token_ids) for tree in trees for n in tree.nodes)
-    flat_s, tree_s = times["flat"], times.get("tree")
-    auto_s = flat_s if chosen == "flat" else tree_s
+    flat_s = times["flat"]
+
+    def ratios(name: str) -> list[str]:
+        measured = times.get(name)
+        shown = "–" if measured is None else f"{measured:.3f}"
+        return [
+            shown,
+            f"{predicted[name] / predicted['flat']:.2f}",
+            "–" if measured is None else f"{measured / flat_s:.2f}",
+        ]
+
     return [
         *label,
         f"{1 - unique / flat_tokens:.0%}",
         f"{flat_s:.3f}",
-        "–" if tree_s is None else f"{tree_s:.3f}",
-        f"{predicted_ratio(cost, rows, trees, args):.2f}",
-        "–" if tree_s is None else f"{tree_s / flat_s:.2f}",
+        *ratios("tree"),
+        *ratios("prefix"),
         chosen,
-        f"{auto_s / flat_s:.2f}",
+        f"{times[chosen] / flat_s:.2f}",
     ]
 
 
@@ -280,7 +284,10 @@ HEADERS = [
     "flat s",
     "tree s",
     "tree ÷ flat predicted",
-    "tree ÷ flat measured",
+    "tree ÷ flat",
+    "prefix s",
+    "prefix ÷ flat predicted",
+    "prefix ÷ flat",
     "auto picks",
     "auto ÷ flat",
 ]

@@ -7,7 +7,9 @@ those of step 0 (greedy validation on 5 tasks, split 3/2 between the processes).
 so only the processes' agreement makes process 0 skip the updates too. With ``fsdp``, the model is
 sharded (``train.fsdp``) and the saved parameters are those rollouts sample from after the step
 (the full copy), with the gathered ones beside them (``gathered``). ``+more`` (e.g.
-``fsdp+more``) adds two PPO epochs, a KL term against a reference model and bf16 autocast.
+``fsdp+more``) adds two PPO epochs, a KL term against a reference model and bf16 autocast. The
+learner's layout is ``tree``, or ``prefix`` with that argument (two forwards of the DDP module
+before each backward).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def main(out: Path, mode: str) -> None:
             "prompts_per_step": 4,
             "mini_batch_prompts": 2,
             "micro_batch_size": 3,
+            "packing": "prefix" if mode == "prefix" else "tree",
             "rollout": {
                 "branching": {"rollouts_per_prompt": 4, "initial_rollouts": 2, "entropy_window": 4},
                 "max_response_tokens": 24,

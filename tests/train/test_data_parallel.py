@@ -83,3 +83,15 @@ def test_a_nonfinite_loss_in_one_process_skips_the_update_in_every_process(tmp_p
         assert torch.equal(value, initial[name]), f"{name} changed in process 0"
         assert torch.equal(rank1["params"][name], initial[name]), f"{name} changed in process 1"
     assert rank0["metrics"]["train/skipped_updates"] == rank1["metrics"]["train/skipped_updates"] == 2
+
+
+@pytest.mark.slow
+def test_the_prefix_layout_two_forwards_per_backward_under_ddp(tmp_path):
+    """The prompt's forward and the responses' forward of the DDP module before one backward: the
+    processes still end identical, and equal to the tree-packed run up to summation order (measured:
+    1.3e-5 at most after the Adam step of lr 1e-2, which scales gradient noise up to the step size)."""
+    rank0, rank1 = launch(tmp_path / "prefix", 29533, "prefix")
+    tree, _ = launch(tmp_path / "tree", 29534)
+    for name, value in rank0["params"].items():
+        assert torch.equal(value, rank1["params"][name]), name
+        assert torch.allclose(value, tree["params"][name], atol=1e-4, rtol=0), name

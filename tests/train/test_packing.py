@@ -14,9 +14,10 @@ from arpo.engines.hf import HFGenerator
 from arpo.rollout import ArpoRollout, RolloutConfig
 from arpo.tools import Calculator, ToolBox
 from arpo.train.batching import LearnerRow
-from arpo.train.layout import build_minibatch
+from arpo.train.layout import AUTO_CANDIDATES, build_minibatch, layout_costs, one_path_tree
 from arpo.train.layout_cost import LayoutCost
 from arpo.train.packing import PackedBatch, ancestor_mask, pack_trees
+from arpo.train.prefix_rows import PrefixBatch
 
 
 def sample_trees(model, tokenizer, prompts, m, n, seed=0, temperature=1.0):
@@ -43,7 +44,16 @@ def rows_for(trees, attribution, seed=0):
     return rows
 
 
-def layout(trees, rows, packing, aggregation="token-mean", pack_tokens=10_000, view=RAW, cost=None):
+def layout(
+    trees,
+    rows,
+    packing,
+    aggregation="token-mean",
+    pack_tokens=10_000,
+    view=RAW,
+    cost=None,
+    candidates=AUTO_CANDIDATES,
+):
     return build_minibatch(
         trees,
         rows,
@@ -56,6 +66,7 @@ def layout(trees, rows, packing, aggregation="token-mean", pack_tokens=10_000, v
         device="cpu",
         view=view,
         cost=cost,
+        candidates=candidates,
     )
 
 
@@ -92,11 +103,12 @@ def test_ancestor_mask_matches_tree_paths(shared_trees):
         assert [row.position_ids[c] for c in flat_cols] == list(range(len(flat_cols)))
 
 
-def test_packed_logprobs_equal_flat(model64, shared_trees):
+@pytest.mark.parametrize("packing", ["tree", "prefix"])
+def test_packed_logprobs_equal_flat(model64, shared_trees, packing):
     rows = rows_for(shared_trees, "soft")
     with torch.no_grad():
         flat = copy_logprobs(model64, layout(shared_trees, rows, "flat"))
-        packed = copy_logprobs(model64, layout(shared_trees, rows, "tree", pack_tokens=60))
+        packed = copy_logprobs(model64, layout(shared_trees, rows, packing, pack_tokens=60))
     assert torch.allclose(flat, packed, atol=1e-5, rtol=0)
 
 
@@ -119,13 +131,14 @@ def loss_and_grads(model, batch, old, config):
     return total.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
+@pytest.mark.parametrize("packing", ["tree", "prefix"])
 @pytest.mark.parametrize("attribution", ["soft", "hard"])
 @pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"])
-def test_packed_loss_and_gradients_equal_flat(model64, shared_trees, attribution, aggregation):
+def test_packed_loss_and_gradients_equal_flat(model64, shared_trees, attribution, aggregation, packing):
     rows = rows_for(shared_trees, attribution)
     flat, tree = (
         layout(shared_trees, rows, "flat", aggregation),
-        layout(shared_trees, rows, "tree", aggregation),
+        layout(shared_trees, rows, packing, aggregation),
     )
     assert torch.equal(flat.copy_rows, tree.copy_rows) and torch.equal(flat.scale, tree.scale)
     with torch.no_grad():
@@ -156,7 +169,7 @@ def test_trees_are_never_split_across_rows(shared_trees):
     assert [len({r for cols in tree_cols for r, _ in cols}) for tree_cols in packing.columns] == [1, 1, 1]
 
 
-@pytest.mark.parametrize("packing", ["flat", "tree"])
+@pytest.mark.parametrize("packing", ["flat", "tree", "prefix"])
 def test_learner_logprobs_equal_the_sampled_ones_at_the_rollout_temperature(
     model64, tokenizer, prompts, packing
 ):
@@ -206,21 +219,27 @@ def test_layout_cost_of_a_tiny_llama_by_hand(model64):
     assert cost.layout([5, 7, 9], 2) == cost.forward(2, 7) + cost.forward(1, 9)
 
 
-def packed(batch):
-    kinds = {isinstance(unit.inputs, PackedBatch) for unit in batch.units}
-    assert len(kinds) == 1
-    return kinds.pop()
+def kind(batch):
+    """The layout of a mini-batch's forwards."""
+    (found,) = {type(unit.inputs) for unit in batch.units}
+    return {PackedBatch: "tree", PrefixBatch: "prefix"}.get(found, "flat")
 
 
-def test_auto_takes_the_layout_the_cost_model_finds_cheaper(shared_trees):
+def test_auto_takes_the_layout_the_cost_model_finds_cheapest(shared_trees):
     rows = rows_for(shared_trees, "soft")
-    flat, tree = layout(shared_trees, rows, "flat"), layout(shared_trees, rows, "tree")
-    # dense layers only: the layout with fewer tokens (each shared token once) wins
+    flat, tree, prefix = (layout(shared_trees, rows, name) for name in ("flat", "tree", "prefix"))
+    # dense layers only: the layout with fewest tokens (each shared token once) wins
     by_tokens = layout(shared_trees, rows, "auto", cost=LayoutCost(token=1.0, pair=0.0))
-    assert packed(by_tokens) and by_tokens.tokens_forwarded == tree.tokens_forwarded
-    # attention only: the packed row is longer than any trajectory, so flat wins
+    assert kind(by_tokens) == "tree" and by_tokens.tokens_forwarded == tree.tokens_forwarded
+    assert tree.tokens_forwarded < prefix.tokens_forwarded < flat.tokens_forwarded
+    # attention only: the prompt once and short rows that attend to its cache win; without the
+    # prefix layout, flat's rows are shorter than the packed row
     by_pairs = layout(shared_trees, rows, "auto", cost=LayoutCost(token=0.0, pair=1.0))
-    assert not packed(by_pairs) and by_pairs.tokens_forwarded == flat.tokens_forwarded
+    assert kind(by_pairs) == "prefix" and by_pairs.tokens_forwarded == prefix.tokens_forwarded
+    by_pairs = layout(
+        shared_trees, rows, "auto", cost=LayoutCost(token=0.0, pair=1.0), candidates=("flat", "tree")
+    )
+    assert kind(by_pairs) == "flat" and by_pairs.tokens_forwarded == flat.tokens_forwarded
     assert torch.equal(by_pairs.scale, tree.scale) and torch.equal(by_tokens.copy_rows, flat.copy_rows)
     with pytest.raises(ValueError, match="needs the model's cost model"):
         layout(shared_trees, rows, "auto")
@@ -229,6 +248,19 @@ def test_auto_takes_the_layout_the_cost_model_finds_cheaper(shared_trees):
 def test_auto_follows_the_tiny_llamas_cost_model(model64, shared_trees):
     rows = rows_for(shared_trees, "soft")
     cost = LayoutCost.of(model64)
-    flat_cost = cost.layout(sorted(len(r.token_ids) for r in rows), 4)
-    tree_cost = cost.layout([len(row) for row in pack_trees(shared_trees, 10_000).rows], 4)
-    assert packed(layout(shared_trees, rows, "auto", cost=cost)) == (tree_cost < flat_cost)
+    lengths = [len(r.token_ids) for r in rows]
+    costs = layout_costs(shared_trees, lengths, 4, 10_000, cost)
+    assert costs["flat"] == cost.layout(sorted(lengths), 4)
+    assert costs["tree"] == cost.layout([len(row) for row in pack_trees(shared_trees, 10_000).rows], 4)
+    prefix, first = 0.0, 0
+    for tree in shared_trees:  # each tree's 6 trajectories by length, 4 then 2 per forward
+        prompt, n = len(tree.root.token_ids), len(tree.leaves())
+        mine = sorted(lengths[first : first + n])
+        first += n
+        for chunk in (mine[:4], mine[4:]):
+            prefix += cost.prefixed(prompt, len(chunk), max(chunk) - prompt)
+    assert costs["prefix"] == pytest.approx(prefix)
+    assert kind(layout(shared_trees, rows, "auto", cost=cost)) == min(costs, key=costs.get)
+    # one trajectory per tree: nothing shared, the prefix layout is never picked
+    single = [one_path_tree(r.token_ids, 5) for r in rows[:3]]
+    assert layout_costs(single, lengths[:3], 4, 10_000, cost)["prefix"] == float("inf")

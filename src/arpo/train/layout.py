@@ -14,7 +14,10 @@ normalisers). The layouts differ only in the forward passes that produce each co
   same context and hence the same ratio; only the per-copy advantages (``soft``) or weights
   (``hard``) differ. SFT packs demonstrations the same way, each a one-path tree
   (:func:`one_path_tree`), so short examples share a row instead of being padded.
-* ``auto``: whichever of the two a cost model finds cheaper for this mini-batch
+* ``prefix``: per tree, the prompt once, then its trajectories' responses as rows attending to
+  the prompt's cached keys and values (:mod:`arpo.train.prefix_rows`): the prompt is shared
+  without tree packing's dense attention over long rows; branches below it are not shared.
+* ``auto``: whichever of these a cost model finds cheapest for this mini-batch
   (:mod:`arpo.train.layout_cost`): tree packing saves the shared tokens' dense layers but pays
   attention over whole packed rows, so it loses when little is shared or rows get long.
 
@@ -25,6 +28,7 @@ log-probs are taken (:mod:`arpo.core.logits`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -38,13 +42,17 @@ from arpo.train.batching import LearnerRow, PaddedBatch, micro_batches, pad_rows
 from arpo.train.layout_cost import LayoutCost
 from arpo.train.logprobs import token_logprobs
 from arpo.train.packing import PackedBatch, collate_packed, pack_trees, packed_logprobs
+from arpo.train.packing import Packing as PackedTrees
+from arpo.train.prefix_rows import PrefixBatch, prefix_logprobs
 
-Packing = Literal["auto", "flat", "tree"]
+Packing = Literal["auto", "flat", "tree", "prefix"]
+AUTO_CANDIDATES = ("flat", "tree", "prefix")
+"""The layouts ``auto`` chooses from (without ``prefix`` where processes must run equal forwards)."""
 
 
 @dataclass
 class Unit:
-    inputs: PaddedBatch | PackedBatch
+    inputs: PaddedBatch | PackedBatch | PrefixBatch
     copies: torch.Tensor
     """Indices of the mini-batch copies this forward serves."""
     rows: torch.Tensor
@@ -58,6 +66,8 @@ class Unit:
         """Log-probs (and entropies) of the served copies, in ``copies`` order."""
         if isinstance(self.inputs, PackedBatch):
             out, ent = packed_logprobs(model, self.inputs, with_entropy=with_entropy, view=self.view)
+        elif isinstance(self.inputs, PrefixBatch):
+            out, ent = prefix_logprobs(model, self.inputs, with_entropy=with_entropy, view=self.view)
         else:
             out, ent = token_logprobs(
                 model,
@@ -102,6 +112,7 @@ def build_minibatch(
     view: PolicyView = RAW,
     max_length: int | None = None,
     cost: LayoutCost | None = None,
+    candidates: Sequence[str] = AUTO_CANDIDATES,
 ) -> MiniBatch:
     """Lay out ``rows`` (the trajectories of ``trees``, tree by tree, in trajectory order).
 
@@ -109,52 +120,133 @@ def build_minibatch(
     ``loss_multiplier`` scales every copy (the number of processes, which the gradient
     all-reduce divides by again). ``view`` is the sampled policy's temperature and vocabulary;
     ``max_length`` the response budget L_max of the ``seq-mean-token-sum-norm`` aggregation;
-    ``cost`` the model's cost model, which ``packing="auto"`` needs.
+    ``cost`` the model's cost model, which ``packing="auto"`` needs to pick among ``candidates``.
     """
+    counts = [len(tree.leaves()) for tree in trees]
+    if sum(counts) != len(rows):
+        raise ValueError("rows must be the trajectories of the given trees, in order")
     flat = pad_rows(rows, pad_id, device)
     scale_grid = token_scale(flat.weights, aggregation, totals, max_length) * loss_multiplier
     row_idx, col_idx = torch.nonzero(flat.weights > 0, as_tuple=True)  # copies, row-major
-    advantages = flat.advantages[row_idx, col_idx]
-    scale = scale_grid[row_idx, col_idx]
-    lengths = [len(r.token_ids) for r in rows]
-    order = sorted(range(len(rows)), key=lengths.__getitem__)  # similar lengths share a forward
-    packed = None if packing == "flat" else pack_trees(trees, pack_tokens)
+    layout = _Layout(flat, row_idx, col_idx, [len(r.token_ids) for r in rows], micro_batch_size, view)
     if packing == "auto":
         if cost is None:
             raise ValueError('packing="auto" needs the model\'s cost model (cost=LayoutCost.of(model))')
-        flat_cost = cost.layout([lengths[i] for i in order], micro_batch_size)
-        if cost.layout([len(row) for row in packed.rows], micro_batch_size) >= flat_cost:
-            packed = None
-    if packed is None:
-        local = torch.full((len(rows),), -1, dtype=torch.long, device=row_idx.device)
+        costs = layout_costs(trees, layout.lengths, micro_batch_size, pack_tokens, cost)
+        packing = min(candidates, key=costs.__getitem__)
+    if packing == "flat":
+        units, forwarded = layout.flat_units()
+    elif packing == "prefix":
+        units, forwarded = layout.prefix_units(trees, counts)
+    else:
+        units, forwarded = layout.tree_units(pack_trees(trees, pack_tokens), pad_id, dtype, device)
+    return MiniBatch(
+        row_idx, col_idx, flat.advantages[row_idx, col_idx], scale_grid[row_idx, col_idx], units, forwarded
+    )
+
+
+def layout_costs(
+    trees: Sequence[RolloutTree],
+    lengths: Sequence[int],
+    micro_batch_size: int,
+    pack_tokens: int,
+    cost: LayoutCost,
+) -> dict[str, float]:
+    """The cost model's price of each layout of a mini-batch whose trajectories (tree by tree, in
+    trajectory order) have ``lengths`` tokens (:mod:`arpo.train.layout_cost`)."""
+    counts = [len(tree.leaves()) for tree in trees]
+    costs = {
+        "flat": cost.layout(sorted(lengths), micro_batch_size),
+        "tree": cost.layout([len(row) for row in pack_trees(trees, pack_tokens).rows], micro_batch_size),
+        "prefix": 0.0,
+    }
+    if min(counts) < 2:  # a tree with one trajectory shares nothing; its prompt forward is waste
+        costs["prefix"] = math.inf
+        return costs
+    for tree, members in zip(trees, _tree_rows(counts), strict=True):
+        prompt = len(tree.root.token_ids)
+        for chunk in _chunks(members, lengths, micro_batch_size):
+            costs["prefix"] += cost.prefixed(prompt, len(chunk), max(lengths[i] for i in chunk) - prompt)
+    return costs
+
+
+def _chunks(members: Sequence[int], lengths: Sequence[int], micro_batch_size: int) -> list[list[int]]:
+    """``members`` sorted by length (similar lengths share a forward), ``micro_batch_size`` at a time."""
+    ordered = sorted(members, key=lengths.__getitem__)
+    return [ordered[m] for m in micro_batches(len(ordered), micro_batch_size)]
+
+
+def _tree_rows(counts: Sequence[int]) -> list[list[int]]:
+    """Row indices of each tree's trajectories, trees one after another."""
+    starts = [sum(counts[:k]) for k in range(len(counts))]
+    return [list(range(start, start + n)) for start, n in zip(starts, counts, strict=True)]
+
+
+@dataclass
+class _Layout:
+    """The forwards of one mini-batch in each layout: which copies each serves, and where."""
+
+    flat: PaddedBatch
+    row_idx: torch.Tensor
+    col_idx: torch.Tensor
+    lengths: list[int]
+    micro_batch_size: int
+    view: PolicyView
+
+    def chunks(self, members: Sequence[int]) -> list[list[int]]:
+        return _chunks(members, self.lengths, self.micro_batch_size)
+
+    def served(self, members: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copies on the rows ``members``, and each one's row within them."""
+        local = torch.full((len(self.lengths),), -1, dtype=torch.long, device=self.row_idx.device)
+        local[members] = torch.arange(len(members), device=local.device)
+        served = torch.nonzero(local[self.row_idx] >= 0, as_tuple=True)[0]
+        return served, local[self.row_idx[served]]
+
+    def flat_units(self) -> tuple[list[Unit], int]:
         units = []
-        for micro in micro_batches(len(rows), micro_batch_size):
-            members = order[micro]
-            local.fill_(-1)
-            local[members] = torch.arange(len(members), device=local.device)
-            served = torch.nonzero(local[row_idx] >= 0, as_tuple=True)[0]
-            inputs = flat.rows(torch.tensor(members, device=local.device)).narrow(
-                max(lengths[i] for i in members)
+        for members in self.chunks(range(len(self.lengths))):
+            served, local_rows = self.served(members)
+            inputs = self.flat.rows(torch.tensor(members, device=self.row_idx.device)).narrow(
+                max(self.lengths[i] for i in members)
             )
-            units.append(Unit(inputs, served, local[row_idx[served]], col_idx[served], view))
-        forwarded = int(flat.attention_mask.sum())
-        return MiniBatch(row_idx, col_idx, advantages, scale, units, forwarded)
-    trajectory_columns = [cols for tree_cols in packed.columns for cols in tree_cols]
-    if len(trajectory_columns) != len(rows):
-        raise ValueError("rows must be the trajectories of the given trees, in order")
-    row_grid = torch.zeros_like(flat.input_ids)
-    col_grid = torch.zeros_like(flat.input_ids)
-    for i, cols in enumerate(trajectory_columns):  # (packed row, column) of every flat position
-        where = torch.tensor(cols, dtype=torch.long, device=row_grid.device)
-        row_grid[i, : len(cols)], col_grid[i, : len(cols)] = where[:, 0], where[:, 1]
-    packed_row, packed_col = row_grid[row_idx, col_idx], col_grid[row_idx, col_idx]
-    units = []
-    for micro in micro_batches(len(packed.rows), micro_batch_size):
-        served = torch.nonzero((packed_row >= micro.start) & (packed_row < micro.stop), as_tuple=True)[0]
-        inputs = collate_packed(packed.rows[micro], pad_id, dtype, device)
-        units.append(Unit(inputs, served, packed_row[served] - micro.start, packed_col[served], view))
-    forwarded = sum(len(row) for row in packed.rows)
-    return MiniBatch(row_idx, col_idx, advantages, scale, units, forwarded)
+            units.append(Unit(inputs, served, local_rows, self.col_idx[served], self.view))
+        return units, int(self.flat.attention_mask.sum())
+
+    def prefix_units(self, trees: Sequence[RolloutTree], counts: list[int]) -> tuple[list[Unit], int]:
+        units, forwarded = [], 0
+        for tree, members in zip(trees, _tree_rows(counts), strict=True):
+            prompt = len(tree.root.token_ids)
+            for chunk in self.chunks(members):
+                served, local_rows = self.served(chunk)
+                width = max(self.lengths[i] for i in chunk)
+                index = torch.tensor(chunk, device=self.row_idx.device)
+                mask = self.flat.attention_mask[index, :width]
+                inputs = PrefixBatch(
+                    self.flat.input_ids[index[:1], :prompt], self.flat.input_ids[index, prompt:width], mask
+                )
+                units.append(Unit(inputs, served, local_rows, self.col_idx[served] - prompt, self.view))
+                forwarded += prompt + int(mask[:, prompt:].sum())
+        return units, forwarded
+
+    def tree_units(
+        self, packed: PackedTrees, pad_id: int, dtype: torch.dtype, device: torch.device | str
+    ) -> tuple[list[Unit], int]:
+        row_grid = torch.zeros_like(self.flat.input_ids)
+        col_grid = torch.zeros_like(self.flat.input_ids)
+        trajectory_columns = [cols for tree_cols in packed.columns for cols in tree_cols]
+        for i, cols in enumerate(trajectory_columns):  # (packed row, column) of every flat position
+            where = torch.tensor(cols, dtype=torch.long, device=row_grid.device)
+            row_grid[i, : len(cols)], col_grid[i, : len(cols)] = where[:, 0], where[:, 1]
+        packed_row, packed_col = row_grid[self.row_idx, self.col_idx], col_grid[self.row_idx, self.col_idx]
+        units = []
+        for micro in micro_batches(len(packed.rows), self.micro_batch_size):
+            served = torch.nonzero((packed_row >= micro.start) & (packed_row < micro.stop), as_tuple=True)[0]
+            inputs = collate_packed(packed.rows[micro], pad_id, dtype, device)
+            units.append(
+                Unit(inputs, served, packed_row[served] - micro.start, packed_col[served], self.view)
+            )
+        return units, sum(len(row) for row in packed.rows)
 
 
 def one_path_tree(token_ids: Sequence[int], prompt_length: int = 1) -> RolloutTree:

@@ -1,4 +1,4 @@
-"""``packing: auto``: the cheaper of the flat and tree layouts of a mini-batch, by a cost model.
+"""``packing: auto``: the cheapest layout of a mini-batch (flat, tree or prefix), by a cost model.
 
 Tree packing computes each shared token once, but attention over a packed row is dense: every
 query is scored against every key of its row, masked or not, so a row of W tokens costs W² pairs
@@ -14,10 +14,14 @@ between its dense layers and its attention. For one forward over B rows padded t
                                         size, per layer)
 
 and the layout's cost is the sum over its forwards (each forward's backward costs about twice its
-forward in both terms, so the comparison does not change). ``auto`` lays the mini-batch out as
-trees when Σ C(tree forwards) < Σ C(flat forwards) and flat otherwise, with the same micro-batch
-size and row budget either way. Both layouts give the same loss and gradients (exact up to
-floating-point summation order), so the choice only changes speed.
+forward in both terms, so the comparison does not change). The prefix layout
+(:mod:`arpo.train.prefix_rows`) runs a prompt of P tokens once, C(1, P), then B response rows of
+width W that attend to its cache: B·W·c_token + B·W·(P + W)·c_pair. ``auto`` lays the mini-batch
+out in whichever of its candidate layouts (flat, tree, prefix; without prefix under FSDP) costs
+least, with the same micro-batch size and row budget in each (prefix only when every tree has
+two trajectories or more: a single trajectory shares nothing, and the model does not price the
+fixed cost of a forward). All layouts give the same loss and
+gradients (exact up to floating-point summation order), so the choice only changes speed.
 """
 
 from __future__ import annotations
@@ -57,6 +61,11 @@ class LayoutCost:
     def forward(self, rows: int, width: int) -> float:
         """C(B, W) of one forward over ``rows`` rows padded to ``width`` tokens."""
         return rows * width * (self.token + width * self.pair)
+
+    def prefixed(self, prompt: int, rows: int, width: int) -> float:
+        """A prompt of ``prompt`` tokens run once, then ``rows`` rows of ``width`` tokens attending
+        to its cached keys and values (:mod:`arpo.train.prefix_rows`)."""
+        return self.forward(1, prompt) + rows * width * (self.token + (prompt + width) * self.pair)
 
     def layout(self, row_lengths: Sequence[int], micro_batch_size: int) -> float:
         """Cost of running rows of these lengths, in this order, ``micro_batch_size`` per forward."""

@@ -70,7 +70,7 @@ from arpo.train.checkpoint import (
     staging_dir,
 )
 from arpo.train.errors import CheckpointWriteError, NonFiniteError, Preempted
-from arpo.train.layout import MiniBatch, Packing, build_minibatch
+from arpo.train.layout import AUTO_CANDIDATES, MiniBatch, Packing, build_minibatch
 from arpo.train.layout_cost import LayoutCost
 from arpo.train.metrics_log import LoggingConfig, MetricsLogger
 from arpo.train.optim import OptimConfig, build_optimizer
@@ -137,6 +137,11 @@ class LoopConfig(BaseModel):
                 "train.check_replicas_every compares full copies of the parameters, which train.fsdp does not "
                 "keep: set one of them to null"
             )
+        if self.fsdp is not None and getattr(self, "packing", None) == "prefix":
+            raise ValueError(
+                "train.packing: prefix runs two forwards (the prompt, then the responses) before each backward, "
+                "but train.fsdp needs every process to run the same forwards: use auto, tree or flat"
+            )
         return self
 
 
@@ -195,6 +200,8 @@ class TrainLoop:
         """Under FSDP, the unsharded weights that rollouts and validation sample from."""
         self.layout_cost: LayoutCost | None = None
         """The policy's cost model when the layout is chosen per mini-batch (``packing: auto``)."""
+        self.layout_candidates: tuple[str, ...] = AUTO_CANDIDATES
+        """The layouts ``auto`` may pick for this model and process layout."""
         if config.fsdp is not None:
             if self.world == 1:
                 raise ValueError(
@@ -307,11 +314,18 @@ class TrainLoop:
         """``packing``, or ``flat`` (logged) when the model cannot run tree-packed rows; with
         ``auto`` the cost model of the policy (:mod:`arpo.train.layout_cost`) is kept for
         :meth:`lay_out`."""
-        if packing != "flat" and (reason := tree_packing_unsupported(self.policy)) is not None:
-            logger.warning("packing: %s cannot use tree-packed rows (%s); using flat", packing, reason)
+        sharded = self.loop_config.fsdp is not None
+        reason = tree_packing_unsupported(self.policy)
+        if packing == "tree" and reason is not None:
+            logger.warning("packing: tree is not available (%s); using flat", reason)
             return "flat"
         if packing == "auto":
             self.layout_cost = LayoutCost.of(self.policy)
+            self.layout_candidates = tuple(
+                name
+                for name in AUTO_CANDIDATES
+                if not (name == "tree" and reason is not None) and not (name == "prefix" and sharded)
+            )
         return packing
 
     def lay_out(
@@ -343,6 +357,7 @@ class TrainLoop:
             view=view,
             max_length=max_length,
             cost=self.layout_cost,
+            candidates=self.layout_candidates,
         )
 
     def accumulation(self, count: int) -> list[tuple[int | None, bool]]:

@@ -100,9 +100,10 @@ class RLConfig(LoopConfig):
     ppo_epochs: int = Field(1, ge=1, description="Passes over each rollout batch.")
     packing: Packing = Field(
         "auto",
-        description="auto: tree or flat per mini-batch, whichever a cost model of the policy predicts is faster; "
-        "tree: each shared token computed once (exact; attention runs over whole packed rows); flat: one row per "
-        "trajectory.",
+        description="auto: per mini-batch the layout a cost model of the policy predicts is fastest (prefix not "
+        "with train.fsdp); tree: each shared token computed once (exact; attention runs over whole packed rows); "
+        "prefix: each tree's prompt computed once, each trajectory's response a row attending to its cached keys "
+        "and values (not with train.fsdp); flat: one row per trajectory.",
     )
     pack_tokens: int = Field(4096, ge=1, description="Unique tokens per packed row (trees are never split).")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)

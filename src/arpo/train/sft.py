@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -36,7 +36,7 @@ class SFTConfig(LoopConfig):
     """A cold-start SFT run (the data source is configured by the job)."""
 
     batch_size: int = Field(32, ge=1, description="Demonstrations per optimizer step.")
-    packing: Packing = Field(
+    packing: Literal["auto", "flat", "tree"] = Field(
         "auto",
         description="auto: tree or flat per batch, whichever a cost model of the policy predicts is faster; tree: "
         "demonstrations packed into shared rows (no padding, exact); flat: one padded row each.",

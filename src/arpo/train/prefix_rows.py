@@ -1,0 +1,96 @@
+"""Prefix layout: a tree's prompt computed once, each trajectory's response attending to its cache.
+
+The trajectories of a rollout tree all start with the tree's prompt (P tokens). Laid out flat,
+every trajectory recomputes it; tree-packed (:mod:`arpo.train.packing`), it is computed once but
+attention runs densely over the whole packed row. The prefix layout runs, per chunk of a tree's
+trajectories:
+
+1. the prompt alone (one row of P tokens), keeping its keys and values (the KV cache, with their
+   autograd graph);
+2. the chunk's responses as B right-padded rows of W tokens, positions P, P + 1, …, attending to
+   the prompt's keys and values (the cache, broadcast over the B rows without a copy) and
+   causally to their own tokens.
+
+Every response token sees exactly its trajectory's context, so log-probs, losses and gradients
+equal the flat layout's (the prompt's gradient arrives through its cached keys and values, once
+per chunk, in the chunk's single backward). The first response token is predicted by the
+prompt's last logits. Cost: P tokens once plus B·W response tokens in the dense layers, and
+P² + B·W·(P + W) attention pairs, against B·(P + W) tokens and B·(P + W)² pairs flat
+(:mod:`arpo.train.layout_cost`). Branching below the prompt (ARPO's forks after tool results) is
+not shared by this layout; the tree layout shares it.
+
+A chunk is two forwards before one backward, so the layout is not used where every process must
+run the same number of forwards of a sharded model (``train.fsdp``, docs/distributed.md).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+from arpo.core.entropy import entropy_from_logits
+from arpo.core.logits import RAW, PolicyView
+
+
+@dataclass
+class PrefixBatch:
+    prompt_ids: torch.Tensor
+    """``[1, P]``: the tree's prompt."""
+    input_ids: torch.Tensor
+    """``[B, W]``: the responses (every token after the prompt), right-padded."""
+    attention_mask: torch.Tensor
+    """``[B, P + W]``: 1 on the prompt and on each response's tokens, 0 on padding."""
+
+
+def cache_argument(model: torch.nn.Module) -> str:
+    """Name of the KV-cache argument of ``model``'s forward: transformers ≥ 5.2x calls it ``cache``,
+    older releases ``past_key_values``. Looks through DDP (``.module``) and PEFT wrappers."""
+    base = getattr(model, "module", model)
+    base = base.get_base_model() if hasattr(base, "get_base_model") else base
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
+def _picked(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[target] per position, without a full log-softmax."""
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def prefix_logprobs(
+    model: torch.nn.Module, batch: PrefixBatch, *, with_entropy: bool = False, view: PolicyView = RAW
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``[B, W]`` log-prob of each response token given the prompt and the response before it
+    (and the entropies of the predicting distributions), under the policy ``view``."""
+    rows, width = batch.input_ids.shape
+    prompt_len = batch.prompt_ids.shape[1]
+    argument = cache_argument(model)
+    prompt = model(input_ids=batch.prompt_ids, use_cache=True)
+    layers = [
+        (layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1))
+        for layer in prompt.past_key_values.layers
+    ]
+    positions = torch.arange(prompt_len, prompt_len + width, device=batch.input_ids.device).expand(
+        rows, width
+    )
+    response = model(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=positions,
+        use_cache=False,
+        **{argument: DynamicCache(ddp_cache_data=layers)},
+    ).logits
+    first = view(prompt.logits[:, -1])  # [1, V]: predicts every response's first token
+    rest = view(response[:, :-1])  # [B, W - 1]: predict tokens 1 … W - 1
+    logprobs = torch.cat(
+        [
+            _picked(first.expand(rows, -1), batch.input_ids[:, 0])[:, None],
+            _picked(rest, batch.input_ids[:, 1:]),
+        ],
+        dim=1,
+    )
+    if not with_entropy:
+        return logprobs, None
+    entropies = torch.cat([entropy_from_logits(first).expand(rows, 1), entropy_from_logits(rest)], dim=1)
+    return logprobs, entropies
