@@ -11,7 +11,9 @@ cache) and ``auto`` (whichever :mod:`arpo.train.layout_cost` predicts is cheapes
 * ``arpo``: G/2 initial paths, each a model segment of L/4 tokens, a 16-token tool result and the
   rest of its L tokens; G/2 branches fork right after the tool results, one per initial path;
 
-each with a short (16-token) or a long (L-token) prompt; and
+each with a short (16-token) or a long (L-token) prompt, every response exactly L tokens (all cut at
+the budget; flat rows of equal length then run attention without a mask, over half the pairs) or
+with ``--vary`` ending between L/2 and L tokens; and
 
 * ``toolworld``: real ARPO trees (M = 16, N = 8, 160-token budget by default), sampled in the
   built-in environment by a tiny Llama of the same size after a short SFT, so that it calls tools.
@@ -79,20 +81,26 @@ def model_node(tree: RolloutTree, parent, tokens: list[int], origin: Origin | No
     return node
 
 
-def build_tree(shape: str, g: int, length: int, prompt: int, vocab: int, rng: random.Random) -> RolloutTree:
-    """One tree of ``shape`` with G leaves and L response tokens per path."""
+def build_tree(
+    shape: str, g: int, length: int, prompt: int, vocab: int, rng: random.Random, vary: bool
+) -> RolloutTree:
+    """One tree of ``shape`` with G leaves and L response tokens per path (with ``vary``, each path
+    ends after a uniform draw from L/2 … L tokens, as sampled responses end at EOS)."""
+
+    def budget() -> int:
+        return rng.randint(length // 2, length) if vary else length
+
     tree = RolloutTree(random_tokens(rng, vocab, prompt), vocab)
     if shape == "grpo":
         for _ in range(g):
-            model_node(tree, tree.root, random_tokens(rng, vocab, length), Origin.INITIAL)
+            model_node(tree, tree.root, random_tokens(rng, vocab, budget()), Origin.INITIAL)
         return tree
     head = length // 4
-    rest = length - head - TOOL_TOKENS
     for _ in range(g // 2):
         first = model_node(tree, tree.root, random_tokens(rng, vocab, head), Origin.INITIAL)
         result = tree.add_tool(first, random_tokens(rng, vocab, TOOL_TOKENS), [ToolCall("python", "1", "ok")])
-        model_node(tree, result, random_tokens(rng, vocab, rest))
-        model_node(tree, result, random_tokens(rng, vocab, rest), Origin.BRANCH)
+        model_node(tree, result, random_tokens(rng, vocab, budget() - head - TOOL_TOKENS))
+        model_node(tree, result, random_tokens(rng, vocab, budget() - head - TOOL_TOKENS), Origin.BRANCH)
     return tree
 
 
@@ -227,6 +235,7 @@ def main() -> None:
     )
     parser.add_argument("--prompts", nargs="+", default=["short", "long"], choices=["short", "long"])
     parser.add_argument("--trees", type=int, default=2, help="trees per mini-batch")
+    parser.add_argument("--vary", action="store_true", help="responses end between L/2 and L tokens")
     parser.add_argument("--micro-batch-size", type=int, default=8, help="rows per forward, either layout")
     parser.add_argument("--pack-tokens", type=int, default=1, help="packed row budget (1: one tree per row)")
     parser.add_argument("--hidden-size", type=int, default=256)
@@ -261,7 +270,8 @@ def main() -> None:
                     rng = random.Random(args.seed)
                     prompt = SHORT_PROMPT if prompt_kind == "short" else length
                     trees = [
-                        build_tree(shape, g, length, prompt, len(tokenizer), rng) for _ in range(args.trees)
+                        build_tree(shape, g, length, prompt, len(tokenizer), rng, args.vary)
+                        for _ in range(args.trees)
                     ]
                     results.append(time_cell(model, tokenizer, trees, [shape, prompt, g, length], args))
                     print(table(HEADERS, results[-1:]).splitlines()[-1], flush=True)

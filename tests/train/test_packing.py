@@ -215,8 +215,13 @@ def test_layout_cost_of_a_tiny_llama_by_hand(model64):
     assert cost.token == 2 * (78_016 - 62 * 64) + 2 * 64 * 62
     assert cost.pair == 4 * (4 * 16) * 2
     assert cost.forward(3, 10) == 3 * 10 * cost.token + 3 * 10 * 10 * cost.pair
-    # rows of 5, 7, 9 tokens two per forward: (5, 7) padded to 7, then (9)
-    assert cost.layout([5, 7, 9], 2) == cost.forward(2, 7) + cost.forward(1, 9)
+    # rows of 5, 7, 9 tokens two per forward: (5, 7) padded to 7, then (9), which has no padding
+    # and runs the causal kernel over half its pairs unless a custom mask is given
+    assert cost.forward(1, 9, causal=True) == 9 * cost.token + 81 * cost.pair / 2
+    assert cost.layout([5, 7, 9], 2) == cost.forward(2, 7) + cost.forward(1, 9, causal=True)
+    assert cost.layout([5, 7, 9], 2, masked=True) == cost.forward(2, 7) + cost.forward(1, 9)
+    # a 4-token prompt once, then 3 rows of 6 tokens attending to its 4 cached positions and causally to their own
+    assert cost.prefixed(4, 3, 6) == cost.forward(1, 4, causal=True) + 3 * 6 * (cost.token + 10 * cost.pair)
 
 
 def kind(batch):
@@ -251,7 +256,9 @@ def test_auto_follows_the_tiny_llamas_cost_model(model64, shared_trees):
     lengths = [len(r.token_ids) for r in rows]
     costs = layout_costs(shared_trees, lengths, 4, 10_000, cost)
     assert costs["flat"] == cost.layout(sorted(lengths), 4)
-    assert costs["tree"] == cost.layout([len(row) for row in pack_trees(shared_trees, 10_000).rows], 4)
+    assert costs["tree"] == cost.layout(
+        [len(row) for row in pack_trees(shared_trees, 10_000).rows], 4, masked=True
+    )
     prefix, first = 0.0, 0
     for tree in shared_trees:  # each tree's 6 trajectories by length, 4 then 2 per forward
         prompt, n = len(tree.root.token_ids), len(tree.leaves())

@@ -157,7 +157,9 @@ def layout_costs(
     counts = [len(tree.leaves()) for tree in trees]
     costs = {
         "flat": cost.layout(sorted(lengths), micro_batch_size),
-        "tree": cost.layout([len(row) for row in pack_trees(trees, pack_tokens).rows], micro_batch_size),
+        "tree": cost.layout(
+            [len(row) for row in pack_trees(trees, pack_tokens).rows], micro_batch_size, masked=True
+        ),
         "prefix": 0.0,
     }
     if min(counts) < 2:  # a tree with one trajectory shares nothing; its prompt forward is waste

@@ -14,7 +14,11 @@ between its dense layers and its attention. For one forward over B rows padded t
                                         size, per layer)
 
 and the layout's cost is the sum over its forwards (each forward's backward costs about twice its
-forward in both terms, so the comparison does not change). The prefix layout
+forward in both terms, so the comparison does not change). A forward without padding and without
+a custom mask (flat rows of equal length, e.g. all cut at the budget) runs the causal attention
+kernel, which skips the masked half: B·W²·c_pair / 2 (measured for the grid of
+benchmarks/packed_vs_flat.py: flat's step at G 8, L 2048 with a 16-token prompt is 1.49× faster
+than the prefix layout's, whose pairs are as many as flat's but masked; predicted 1.46×). The prefix layout
 (:mod:`arpo.train.prefix_rows`) runs a prompt of P tokens once, C(1, P), then B response rows of
 width W that attend to its cache: B·W·c_token + B·W·(P + W)·c_pair. ``auto`` lays the mini-batch
 out in whichever of its candidate layouts (flat, tree, prefix; without prefix under FSDP) costs
@@ -58,20 +62,24 @@ class LayoutCost:
             token=2.0 * dense + 2.0 * hidden * vocab, pair=4.0 * attention_width * config.num_hidden_layers
         )
 
-    def forward(self, rows: int, width: int) -> float:
-        """C(B, W) of one forward over ``rows`` rows padded to ``width`` tokens."""
-        return rows * width * (self.token + width * self.pair)
+    def forward(self, rows: int, width: int, causal: bool = False) -> float:
+        """C(B, W) of one forward over ``rows`` rows padded to ``width`` tokens; ``causal``: without a
+        mask (no padding), where attention runs the causal kernel over half the pairs."""
+        return rows * width * (self.token + width * self.pair * (0.5 if causal else 1.0))
 
     def prefixed(self, prompt: int, rows: int, width: int) -> float:
         """A prompt of ``prompt`` tokens run once, then ``rows`` rows of ``width`` tokens attending
-        to its cached keys and values (:mod:`arpo.train.prefix_rows`)."""
-        return self.forward(1, prompt) + rows * width * (self.token + (prompt + width) * self.pair)
+        to its cached keys and values through a mask (:mod:`arpo.train.prefix_rows`)."""
+        return self.forward(1, prompt, causal=True) + rows * width * (
+            self.token + (prompt + width) * self.pair
+        )
 
-    def layout(self, row_lengths: Sequence[int], micro_batch_size: int) -> float:
-        """Cost of running rows of these lengths, in this order, ``micro_batch_size`` per forward."""
+    def layout(self, row_lengths: Sequence[int], micro_batch_size: int, masked: bool = False) -> float:
+        """Cost of running rows of these lengths, in this order, ``micro_batch_size`` per forward;
+        ``masked``: every forward has a custom mask (tree packing), else a forward whose rows have
+        equal lengths runs without one (``causal``)."""
+        chunks = (row_lengths[i : i + micro_batch_size] for i in range(0, len(row_lengths), micro_batch_size))
         return sum(
-            self.forward(len(chunk), max(chunk))
-            for chunk in (
-                row_lengths[i : i + micro_batch_size] for i in range(0, len(row_lengths), micro_batch_size)
-            )
+            self.forward(len(chunk), max(chunk), causal=not masked and min(chunk) == max(chunk))
+            for chunk in chunks
         )
