@@ -63,7 +63,7 @@ from arpo.tasks.toolworld import (  # noqa: E402
 from arpo.train.batching import LearnerRow  # noqa: E402
 from arpo.train.checkpoint import latest_checkpoint  # noqa: E402
 from arpo.train.jobs import SFTJobConfig, run_sft  # noqa: E402
-from arpo.train.layout import AUTO_CANDIDATES, MiniBatch, build_minibatch, layout_costs  # noqa: E402
+from arpo.train.layout import MiniBatch, build_minibatch, choose_layout, layout_costs  # noqa: E402
 from arpo.train.layout_cost import LayoutCost  # noqa: E402
 from arpo.train.packing import pack_trees  # noqa: E402
 
@@ -162,7 +162,7 @@ def time_cell(model, tokenizer, trees: list[RolloutTree], label: list, args: arg
     times = interleaved(
         {name: (lambda b=b: learner_step(model, b)) for name, b in batches.items()}, args.repeats
     )
-    chosen = min(AUTO_CANDIDATES, key=predicted.__getitem__)
+    chosen = choose_layout(predicted)
     flat_tokens = sum(len(r.token_ids) for r in rows)
     unique = sum(len(n.token_ids) for tree in trees for n in tree.nodes)
     flat_s = times["flat"]

@@ -27,6 +27,7 @@ from arpo.train.checkpoint import checkpoint_dir, latest_checkpoint, load_state
 from arpo.train.jobs import SFTJobConfig, run_sft
 from arpo.train.loop import LoopConfig, TrainLoop
 from arpo.train.metrics_log import read_metrics
+from arpo.train.rl import RLConfig
 from arpo.train.sharding import OPTIMIZER_DIR, sharding_unsupported
 from tests.train.helpers import SMALL_TOOLWORLD
 from tests.train.test_data_parallel import launch
@@ -158,6 +159,10 @@ def test_fsdp_rl_with_unequal_rollouts_finishes_and_matches_data_parallelism(tmp
 def test_fsdp_refusals_name_the_conflict(tmp_path):
     with pytest.raises(ValueError, match="check_replicas_every compares full copies"):
         LoopConfig(fsdp={}, check_replicas_every=1)
+    with pytest.raises(
+        ValueError, match="packing: prefix runs two forwards .* train.fsdp needs every process"
+    ):
+        RLConfig(fsdp={}, packing="prefix")
     tokenizer = build_char_tokenizer()
     with pytest.raises(
         ValueError, match="train.fsdp shards the model over several processes, but this run has one"

@@ -14,7 +14,7 @@ from arpo.engines.hf import HFGenerator
 from arpo.rollout import ArpoRollout, RolloutConfig
 from arpo.tools import Calculator, ToolBox
 from arpo.train.batching import LearnerRow
-from arpo.train.layout import AUTO_CANDIDATES, build_minibatch, layout_costs, one_path_tree
+from arpo.train.layout import AUTO_CANDIDATES, build_minibatch, choose_layout, layout_costs, one_path_tree
 from arpo.train.layout_cost import LayoutCost
 from arpo.train.packing import PackedBatch, ancestor_mask, pack_trees
 from arpo.train.prefix_rows import PrefixBatch
@@ -267,7 +267,13 @@ def test_auto_follows_the_tiny_llamas_cost_model(model64, shared_trees):
         for chunk in (mine[:4], mine[4:]):
             prefix += cost.prefixed(prompt, len(chunk), max(chunk) - prompt)
     assert costs["prefix"] == pytest.approx(prefix)
-    assert kind(layout(shared_trees, rows, "auto", cost=cost)) == min(costs, key=costs.get)
+    assert kind(layout(shared_trees, rows, "auto", cost=cost)) == choose_layout(costs)
     # one trajectory per tree: nothing shared, the prefix layout is never picked
     single = [one_path_tree(r.token_ids, 5) for r in rows[:3]]
     assert layout_costs(single, lengths[:3], 4, 10_000, cost)["prefix"] == float("inf")
+
+
+def test_auto_leaves_flat_only_for_a_clear_saving():
+    assert choose_layout({"flat": 1.0, "tree": 0.95, "prefix": 0.92}) == "flat"  # within the model's error
+    assert choose_layout({"flat": 1.0, "tree": 0.85, "prefix": 0.88}) == "tree"
+    assert choose_layout({"flat": 1.0, "tree": 1.4, "prefix": 0.95}, ("tree", "prefix")) == "prefix"

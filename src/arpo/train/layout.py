@@ -132,8 +132,9 @@ def build_minibatch(
     if packing == "auto":
         if cost is None:
             raise ValueError('packing="auto" needs the model\'s cost model (cost=LayoutCost.of(model))')
-        costs = layout_costs(trees, layout.lengths, micro_batch_size, pack_tokens, cost)
-        packing = min(candidates, key=costs.__getitem__)
+        packing = choose_layout(
+            layout_costs(trees, layout.lengths, micro_batch_size, pack_tokens, cost), candidates
+        )
     if packing == "flat":
         units, forwarded = layout.flat_units()
     elif packing == "prefix":
@@ -170,6 +171,21 @@ def layout_costs(
         for chunk in _chunks(members, lengths, micro_batch_size):
             costs["prefix"] += cost.prefixed(prompt, len(chunk), max(lengths[i] for i in chunk) - prompt)
     return costs
+
+
+FLAT_MARGIN = 0.9
+"""``auto`` leaves flat only for a layout predicted at most this share of flat's cost: the model's
+prediction was within ±15 % of the measured ratio (docs/performance.md), so a layout predicted
+barely cheaper could be slower."""
+
+
+def choose_layout(costs: dict[str, float], candidates: Sequence[str] = AUTO_CANDIDATES) -> str:
+    """``auto``'s pick: the cheapest of ``candidates``, unless flat is a candidate and the
+    cheapest is not clearly (:data:`FLAT_MARGIN`) cheaper than flat."""
+    best = min(candidates, key=costs.__getitem__)
+    if "flat" in candidates and costs[best] > FLAT_MARGIN * costs["flat"]:
+        return "flat"
+    return best
 
 
 def _chunks(members: Sequence[int], lengths: Sequence[int], micro_batch_size: int) -> list[list[int]]:
