@@ -87,9 +87,10 @@ def _demo_rl() -> RLConfig:
             "steps": 40,
             "prompts_per_step": 8,
             "micro_batch_size": 64,
-            # the documented results were measured with tree packing, and it is the faster layout
-            # here (0.92x flat's learner step) though the cost model of packing: auto predicts
-            # 1.15x and picks flat (docs/performance.md)
+            # the documented results (docs/demo.md, 5 seeds on two instruction sets) were measured
+            # with tree packing; packing: auto would pick prefix here, whose learner step measured
+            # 0.75x tree's (docs/performance.md), with the same loss up to summation order: kept
+            # until the seeds are re-measured with it
             "packing": "tree",
             "save_every": 40,
             "keep_checkpoints": 1,
