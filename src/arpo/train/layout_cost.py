@@ -22,8 +22,8 @@ than the prefix layout's, whose pairs are as many as flat's but masked; predicte
 (:mod:`arpo.train.prefix_rows`) runs a prompt of P tokens once, C(1, P), then B response rows of
 width W that attend to its cache: B·W·c_token + B·W·(P + W)·c_pair. ``auto`` lays the mini-batch
 out in whichever of its candidate layouts (flat, tree, prefix; without prefix under FSDP) costs
-least — leaving flat only for a layout predicted at least 10 % cheaper
-(:data:`arpo.train.layout.FLAT_MARGIN`) — with the same micro-batch size and row budget in each (prefix only when every tree has
+least — leaving flat only for a layout predicted clearly cheaper (tree ≤ 0.9×, prefix ≤ 0.8×
+flat: :data:`arpo.train.layout.MARGINS`) — with the same micro-batch size and row budget in each (prefix only when every tree has
 two trajectories or more: a single trajectory shares nothing, and the model does not price the
 fixed cost of a forward). All layouts give the same loss and
 gradients (exact up to floating-point summation order), so the choice only changes speed.
