@@ -4,7 +4,7 @@ Unit tests pin formulas; these catch what they miss: a sign error, a broken loss
 read at the wrong position, an attribution or packing bug. Each problem starts from a policy
 whose behaviour is known, has a reward whose optimum is known and reachable, and must reach a
 stated reward within a stated number of steps, for every combination of the trainer's main
-switches (GRPO and ARPO sampling, soft and hard attribution, tree and flat packing, 1 PPO epoch
+switches (GRPO and ARPO sampling, soft and hard attribution, tree, flat and prefix layouts, 1 PPO epoch
 or 2 epochs of 2 mini-batches), plus the REINFORCE++ estimator, Dr. GRPO's aggregation and AEPO's
 loss-side options (entropy-aware advantage a = 0.2 and the entropy-balanced clip, 2 epochs).
 
@@ -150,7 +150,7 @@ SWITCHES = [
     )
     for n in (None, 4)
     for attribution in ("soft", "hard")
-    for packing in ("tree", "flat")
+    for packing in ("tree", "flat", "prefix")
     for epochs in (1, 2)
 ]
 
@@ -205,7 +205,7 @@ def test_learns_to_be_brief(tool_keen, tokenizer, tmp_path, n):
     assert final(curve) >= direct - 0.05, f"reward per step: {[round(r, 2) for r in curve]}"
 
 
-@pytest.mark.parametrize("packing", ["tree", "flat"])
+@pytest.mark.parametrize("packing", ["tree", "flat", "prefix"])
 def test_token_bandit(tokenizer, tmp_path, packing):
     model = build_tiny_llama(tokenizer, seed=0)
     curve = learn(
