@@ -25,7 +25,6 @@ themselves only, so no row is ever fully masked. Models whose cache is not a pla
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +34,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from arpo.core.entropy import entropy_from_logits
 from arpo.core.logits import PolicyView, tokenizer_vocab_size
 from arpo.engines.base import Continuation, GeneratorStats, SamplingParams, requests_to_run
+from arpo.models.cache_argument import cache_argument
 
 KV = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 """Per layer (keys, values), each ``[kv_heads, length, head_dim]``."""
@@ -99,10 +99,7 @@ class HFGenerator:
         """|V|: the tokenizer's tokens; padded output rows beyond them are never sampled."""
         self.eos_ids = _eos_ids(model, tokenizer)
         self.stop_window_tokens = stop_window_tokens
-        # transformers >= 5.2x names the cache argument `cache`; older releases `past_key_values`
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps it
-        params = inspect.signature(base.forward).parameters
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._cache_arg = cache_argument(model)
         self.stats = GeneratorStats()
         self._paths: dict[int, _Path] = {}
         self._next_id = 0

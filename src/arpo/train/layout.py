@@ -129,18 +129,19 @@ def build_minibatch(
     scale_grid = token_scale(flat.weights, aggregation, totals, max_length) * loss_multiplier
     row_idx, col_idx = torch.nonzero(flat.weights > 0, as_tuple=True)  # copies, row-major
     layout = _Layout(flat, row_idx, col_idx, [len(r.token_ids) for r in rows], micro_batch_size, view)
+    packed = pack_trees(trees, pack_tokens) if packing in ("auto", "tree") else None
     if packing == "auto":
         if cost is None:
             raise ValueError('packing="auto" needs the model\'s cost model (cost=LayoutCost.of(model))')
         packing = choose_layout(
-            layout_costs(trees, layout.lengths, micro_batch_size, pack_tokens, cost), candidates
+            layout_costs(trees, layout.lengths, micro_batch_size, pack_tokens, cost, packed), candidates
         )
     if packing == "flat":
         units, forwarded = layout.flat_units()
     elif packing == "prefix":
         units, forwarded = layout.prefix_units(trees, counts)
     else:
-        units, forwarded = layout.tree_units(pack_trees(trees, pack_tokens), pad_id, dtype, device)
+        units, forwarded = layout.tree_units(packed, pad_id, dtype, device)
     return MiniBatch(
         row_idx, col_idx, flat.advantages[row_idx, col_idx], scale_grid[row_idx, col_idx], units, forwarded
     )
@@ -152,15 +153,16 @@ def layout_costs(
     micro_batch_size: int,
     pack_tokens: int,
     cost: LayoutCost,
+    packed: PackedTrees | None = None,
 ) -> dict[str, float]:
     """The cost model's price of each layout of a mini-batch whose trajectories (tree by tree, in
-    trajectory order) have ``lengths`` tokens (:mod:`arpo.train.layout_cost`)."""
+    trajectory order) have ``lengths`` tokens (:mod:`arpo.train.layout_cost`); ``packed``: the
+    trees already packed with ``pack_tokens``."""
+    packed = packed or pack_trees(trees, pack_tokens)
     counts = [len(tree.leaves()) for tree in trees]
     costs = {
         "flat": cost.layout(sorted(lengths), micro_batch_size),
-        "tree": cost.layout(
-            [len(row) for row in pack_trees(trees, pack_tokens).rows], micro_batch_size, masked=True
-        ),
+        "tree": cost.layout([len(row) for row in packed.rows], micro_batch_size, masked=True),
         "prefix": 0.0,
     }
     if min(counts) < 2:  # a tree with one trajectory shares nothing; its prompt forward is waste

@@ -25,7 +25,6 @@ run the same number of forwards of a sharded model (``train.fsdp``, docs/distrib
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +32,7 @@ from transformers import DynamicCache
 
 from arpo.core.entropy import entropy_from_logits
 from arpo.core.logits import RAW, PolicyView
+from arpo.models.cache_argument import cache_argument
 
 
 @dataclass
@@ -43,14 +43,6 @@ class PrefixBatch:
     """``[B, W]``: the responses (every token after the prompt), right-padded."""
     attention_mask: torch.Tensor
     """``[B, P + W]``: 1 on the prompt and on each response's tokens, 0 on padding."""
-
-
-def cache_argument(model: torch.nn.Module) -> str:
-    """Name of the KV-cache argument of ``model``'s forward: transformers ≥ 5.2x calls it ``cache``,
-    older releases ``past_key_values``. Looks through DDP (``.module``) and PEFT wrappers."""
-    base = getattr(model, "module", model)
-    base = base.get_base_model() if hasattr(base, "get_base_model") else base
-    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
 
 
 def _picked(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
