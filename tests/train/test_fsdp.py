@@ -46,6 +46,7 @@ def _sft_config(run_dir: Path, steps: int, fsdp: bool) -> dict:
             "steps": steps,
             "batch_size": 8,
             "micro_batch_size": 1,
+            "packing": "tree",
             "pack_tokens": 128,
             "save_every": 2,
             "keep_checkpoints": 3,

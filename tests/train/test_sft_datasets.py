@@ -35,6 +35,7 @@ def test_sft_on_a_messages_file_packs_its_examples(tmp_path, capsys):
             "train.steps=2",
             "train.batch_size=2",
             "train.micro_batch_size=2",
+            "train.packing=tree",
             "train.save_every=2",
             "train.logging.tensorboard=false",
         ],
