@@ -66,16 +66,19 @@ def train_tool_caller(
     tokenizer,
     prompts: list[list[int]],
     steps: int = 300,
-    text: str = TOOL_SCRIPT * 12,
+    text: str | list[str] = TOOL_SCRIPT * 12,
 ):
-    """Train ``model`` (in ~1 s) to write ``text`` after every prompt: by default to call
-    <calc>1+2</calc> after every prompt and every result.
+    """Train ``model`` (in ~1 s) to write ``text`` after every prompt (a list: one text per
+    prompt): by default to call <calc>1+2</calc> after every prompt and every result.
 
     Makes tool calls certain, so the tool-loop rules (limits, budgets, branching at every
     result) are exercised deterministically by a real model.
     """
-    script = tokenizer.encode(text, add_special_tokens=False)
-    sequences = [torch.tensor(p + script) for p in prompts]
+    texts = [text] * len(prompts) if isinstance(text, str) else text
+    sequences = [
+        torch.tensor(p + tokenizer.encode(t, add_special_tokens=False))
+        for p, t in zip(prompts, texts, strict=True)
+    ]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
     for step in range(steps):

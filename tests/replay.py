@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
-from arpo.engines.base import Continuation, GeneratorStats, SamplingParams
+from arpo.engines.base import Continuation, GeneratorStats, OnDone, Request, SamplingParams, stream_in_rounds
 
 
 class ReplayGenerator:
@@ -57,6 +57,15 @@ class ReplayGenerator:
             stop = next(s for s in stop_strings if text.endswith(s))
             out.append(Continuation(ids, zeros, zeros, "stop", stop))
         return out
+
+    def stream(
+        self,
+        requests: Sequence[Request],
+        sampling: SamplingParams,
+        stop_strings: Sequence[str],
+        on_done: OnDone,
+    ) -> None:
+        stream_in_rounds(self, requests, sampling, stop_strings, on_done)
 
     def length(self, path: int) -> int:
         return len(self.paths[path])

@@ -14,7 +14,7 @@ from arpo.engines.hf import HFGenerator
 from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
 from arpo.rollout import ArpoRollout, RolloutConfig, TokenCodec
 from arpo.tools import Calculator, Tool, ToolBox, ToolResult
-from tests.conftest import train_tool_caller
+from tests.conftest import TOOL_SCRIPT, train_tool_caller
 
 
 def make_config(**branching) -> RolloutConfig:
@@ -358,3 +358,42 @@ def test_consecutive_penalty_records_the_streak_and_damps_the_score(tool_caller,
                 streak += 1
             assert tool.decision.streak == streak
             assert tool.decision.score == pytest.approx(max(0.0, 1.0 - 0.3 * streak))
+
+
+def test_continuous_scheduling_gives_the_same_greedy_trees_with_fewer_forwards(tokenizer, prompts):
+    """Greedy trees do not depend on when a path's next segment starts, so both schedulings give
+    the same trees; under ``continuous`` no path waits for a round's longest segment, so the
+    model runs fewer forward passes. The policy calls the tool after every prompt and result,
+    with a short thought for two prompts and a long one for the others."""
+    short, long = TOOL_SCRIPT, "<think>" + "abc " * 8 + "</think>" + TOOL_SCRIPT
+    policy = train_tool_caller(
+        build_tiny_llama(tokenizer, seed=4),
+        tokenizer,
+        prompts,
+        text=[short * 12, short * 12, long * 4, long * 4],
+    )
+    trees, forwards = {}, {}
+    for scheduling in ("rounds", "continuous"):
+        config = RolloutConfig.model_validate(
+            {
+                "branching": {"rollouts_per_prompt": 2, "initial_rollouts": 2, "entropy_window": 4},
+                "max_response_tokens": 80,
+                "max_tool_calls": 8,
+                "temperature": 0.0,
+                "scheduling": scheduling,
+            }
+        )
+        forwards[scheduling] = 0
+
+        def count(*_, key=scheduling):
+            forwards[key] += 1
+
+        hook = policy.register_forward_hook(count)
+        try:
+            batch = rollout(policy, tokenizer, prompts, config)
+        finally:
+            hook.remove()
+        trees[scheduling] = [[leaf.token_ids for leaf in t.trajectories()] for t in batch.trees]
+        assert batch.stats["tool_calls_executed"] >= 8 * len(prompts)
+    assert trees["continuous"] == trees["rounds"]
+    assert forwards["continuous"] < 0.9 * forwards["rounds"]

@@ -98,6 +98,7 @@ def _demo_rl() -> RLConfig:
                 "branching": {"rollouts_per_prompt": 8, "initial_rollouts": 4, "entropy_window": 8},
                 "max_response_tokens": 160,
                 "max_tool_calls": 4,
+                "scheduling": "rounds",  # as packing: the documented seeds were sampled by rounds
             },
             "advantage": {"dynamic_sampling": True},
             "optim": {"lr": 2e-4},
@@ -130,6 +131,7 @@ class DemoValidation(BaseModel):
             temperature=rollout.temperature,
             max_response_tokens=rollout.max_response_tokens,
             max_tool_calls=rollout.max_tool_calls,
+            scheduling=rollout.scheduling,
             prompts_per_batch=50,
             seed=seed,
         )
@@ -161,7 +163,9 @@ class DemoConfig(BaseModel):
         default_factory=DemoValidation, description="Validation of the RL runs on fixed training tasks."
     )
     eval: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig(max_response_tokens=160, prompts_per_batch=50),
+        default_factory=lambda: SamplingConfig(
+            max_response_tokens=160, prompts_per_batch=50, scheduling="rounds"
+        ),
         description="How the test tasks are sampled (greedy by default).",
     )
     eval_tasks: int | None = Field(

@@ -1,10 +1,23 @@
 """The multi-turn tool loop and ARPO's tree-shaped sampling: prompts → rollout trees.
 
 Each prompt gets a :class:`~arpo.core.tree.RolloutTree` with exactly M leaves (arXiv 2507.19849,
-§3.1; rule details in :mod:`arpo.core.branching`). All active paths of all prompts advance
-together in *rounds*: one batched ``generate`` call in which every path samples until it stops.
+§3.1; rule details in :mod:`arpo.core.branching`). The paths of all prompts are sampled in one
+batch, and each path generates *segments*: it samples until it stops (below), the loop takes the
+segment, and the path goes on with its next segment after its tool result. ``scheduling`` says
+when the batch takes new segments:
 
-Per path, after a round:
+* ``continuous`` (default): the generator's ``stream`` — a path that stops is taken at once, and
+  its next segment, a branch or a fill joins the running batch at the next decode step
+  (:meth:`arpo.engines.hf.HFGenerator.stream`; the vLLM generator takes them at its next call).
+  Paths that stop at the same step are taken together, their calls run concurrently, and no
+  path waits for another path's segment to end.
+* ``rounds``: one batched ``generate`` call in which every path samples until it stops; then all
+  of the round's segments are taken together and the next round starts. A path that stops early
+  waits for the round's longest segment (the ARPO authors' loop does this).
+
+Both give the same trees for the same decisions; what a seed samples differs, because the batch
+each token is drawn in differs. Each round (a step at which segments ended, under continuous
+scheduling) the loop does, per path that stopped:
 
 * **eos** or the answer's closing tag (``</answer>``): the path is finished, also when that
   token is the last one the budget allows.
@@ -30,7 +43,7 @@ Limits, as rules:
   gets an ``error`` result.
 
 Branching: when a path continued after a tool result, the first k tokens it generated there give
-H_after; the decision is taken at that tool result and the Z copies fork from the generator's
+H_after; the decision is taken at that tool result when that segment ends and the Z copies fork from the generator's
 cached state at the tool-result boundary (nothing recomputed), each sampling its own
 continuation from the next round on. The decision is recorded on the tool node. A prompt whose
 paths have all ended with fewer than M leaves starts the missing ones together, as fresh samples
@@ -48,7 +61,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -64,11 +77,19 @@ from arpo.core.entropy import normalised_window_mean
 from arpo.core.tool_parsers import get_parser
 from arpo.core.tree import BranchDecision, FinishReason, Node, Origin, Role, RolloutTree, ToolCall
 from arpo.core.tree_stats import summarize_trees
-from arpo.engines.base import Generator, SamplingParams
+from arpo.engines.base import Continuation, Generator, Request, SamplingParams, stream_in_rounds
 from arpo.engines.vllm_options import EngineName, VLLMOptions
 from arpo.tasks.chat_tools import TOOL_FORMAT_HELP, TOOL_PARSER_HELP, ChatToolFormat, ToolFormatName
 from arpo.tasks.prompts import render_prompt
 from arpo.tools import ToolBox, ToolResult, ToolStatus
+
+Scheduling = Literal["continuous", "rounds"]
+SCHEDULING_HELP = (
+    "When paths that stopped go on: continuous (at the next decode step, as their tool results, "
+    "branches and fills are ready; the vllm engine at its next call) or rounds (after every path of "
+    "the round has stopped, as the ARPO authors' loop does). Same trees for the same decisions; a "
+    "seed samples other tokens under each."
+)
 
 
 class RolloutConfig(BaseModel):
@@ -101,6 +122,7 @@ class RolloutConfig(BaseModel):
         "<result>{result}</result>",
         description="How a tool result is wrapped before encoding; must contain {result} (tool_format: tags).",
     )
+    scheduling: Scheduling = Field("continuous", description=SCHEDULING_HELP)
     tool_format: ToolFormatName = Field("tags", description=TOOL_FORMAT_HELP)
     tool_parser: str = Field("hermes", description=TOOL_PARSER_HELP)
 
@@ -192,9 +214,10 @@ class ArpoRollout:
         *,
         seed: int,
         metas: Sequence[dict[str, Any]] | None = None,
-        on_round: Callable[[int, int], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> RolloutBatch:
-        """Sample a tree for each prompt (token ids); ``on_round(round, active_paths)`` reports progress."""
+        """Sample a tree for each prompt (token ids); ``on_progress(rounds, running_paths)`` reports
+        progress each time segments end (a round: see the ``rounds`` statistic)."""
         cfg, gen = self.config, self.generator
         gen.seed(seed)
         rng = random.Random(seed)
@@ -206,36 +229,55 @@ class ArpoRollout:
         roots = [gen.add_path(p) for p in prompts]
         gen.prefill(roots)  # each prompt is computed once, then shared by all its paths
         first = 1 if cfg.branching.pre_monitor is not None else cfg.branching.initial_rollouts
-        active = [
+        started = [
             self._start(tree, root, Origin.INITIAL)
             for tree, root in zip(trees, roots, strict=True)
             for _ in range(first)
         ]
-        round_index = 0
-        while active:
-            round_index += 1
-            if on_round is not None:
-                on_round(round_index, len(active))
-            active = self._round(active, rng)
+        running = {p.handle: p for p in started}
+        rounds = 0
+
+        def on_done(done: list[tuple[int, Continuation]]) -> list[Request]:
+            nonlocal rounds
+            rounds += 1
+            ended = [running.pop(handle) for handle, _ in done]
+            new = self._advance(ended, [out for _, out in done], rng)
+            touched = {id(p.tree) for p in ended}
+            busy = {id(p.tree) for p in [*new, *running.values()]}
             for tree, root in zip(trees, roots, strict=True):
-                if not any(p.tree is tree for p in active):
-                    if _monitoring(tree, cfg.branching):
-                        m = self._split(tree)
-                        active += [self._start(tree, root, Origin.INITIAL) for _ in range(m - 1)]
-                        continue  # m ≥ 2 unless M = 1, which has no path left to fill
-                    missing = cfg.branching.rollouts_per_prompt - _paths_started(tree)
-                    active += [self._start(tree, root, Origin.FILL) for _ in range(missing)]
+                if id(tree) not in touched or id(tree) in busy:
+                    continue
+                if _monitoring(tree, cfg.branching):
+                    m = self._split(tree)
+                    new += [self._start(tree, root, Origin.INITIAL) for _ in range(m - 1)]
+                    continue  # m ≥ 2 unless M = 1, which has no path left to fill
+                missing = cfg.branching.rollouts_per_prompt - _paths_started(tree)
+                new += [self._start(tree, root, Origin.FILL) for _ in range(missing)]
+            running.update((p.handle, p) for p in new)
+            if on_progress is not None:
+                on_progress(rounds, len(running))
+            return [self._request(p) for p in new]
+
+        requests = [self._request(p) for p in started]
+        if cfg.scheduling == "continuous":
+            gen.stream(requests, cfg.sampling, self._stop_strings, on_done)
+        else:
+            stream_in_rounds(gen, requests, cfg.sampling, self._stop_strings, on_done)
         for root in roots:
             gen.release(root)
         stats = summarize_trees(trees, cfg.branching.entropy_window)
         cost = gen.stats.since(before)
         stats.update(
-            rounds=round_index,
+            rounds=rounds,
             prefill_tokens=cost.prefill_tokens,
             decode_tokens=cost.decode_tokens,
             engine_tokens=cost.prefill_tokens + cost.decode_tokens,
         )
         return RolloutBatch(trees, stats)
+
+    def _request(self, path: _Path) -> Request:
+        """Continue ``path`` within what is left of its response budget."""
+        return Request(path.handle, self.config.max_response_tokens - _response_length(path.node))
 
     def _split(self, tree: RolloutTree) -> int:
         """AEPO's m from the tree's monitoring sample (its only path so far), recorded in the meta."""
@@ -257,16 +299,16 @@ class ArpoRollout:
         handle = self.generator.fork(root, len(tree.root.token_ids))
         return _Path(tree, handle, tree.add_model(tree.root, origin))
 
-    def _round(self, active: list[_Path], rng: random.Random) -> list[_Path]:
-        """Advance every active path by one segment; returns the paths still active."""
-        cfg, gen = self.config, self.generator
-        remaining = [cfg.max_response_tokens - _response_length(p.node) for p in active]
-        outs = gen.generate([p.handle for p in active], remaining, cfg.sampling, self._stop_strings)
-        for path, out in zip(active, outs, strict=True):
+    def _advance(self, ended: list[_Path], outs: list[Continuation], rng: random.Random) -> list[_Path]:
+        """Take the segments these paths just generated: record them, take the branching decisions,
+        finish the paths that ended and run the calls of the others (concurrently); returns the
+        paths that go on (after their tool results) and the new branches."""
+        cfg = self.config
+        for path, out in zip(ended, outs, strict=True):
             path.node.append(out.token_ids, out.logprobs, out.entropies)
-        branches = [b for path in active for b in self._decide(path, rng)]  # before any path is released
+        branches = [b for path in ended for b in self._decide(path, rng)]  # before any path is released
         pending: list[tuple[_Path, list[Call], str]] = []  # (path, its calls, its turn's text)
-        for path, out in zip(active, outs, strict=True):
+        for path, out in zip(ended, outs, strict=True):
             full = _response_length(path.node) >= cfg.max_response_tokens
             if self.chat is not None:  # a turn ends with EOS: the answer, or calls
                 turn_end = out.finish == "eos" and path.node.token_ids[-1] == self.chat.eos_id

@@ -65,7 +65,7 @@ def run_rollout_job(config: RolloutJobConfig, out: Path, console: Console | None
             prompts,
             seed=config.seed,
             metas=[{"index": i, "prompt": p} for i, p in enumerate(config.prompts)],
-            on_round=lambda r, n: status.update(f"round {r}: {n} active paths"),
+            on_progress=lambda r, n: status.update(f"round {r}: {n} running paths"),
         )
     decode = TokenCodec(tokenizer).decode
     atomic_write_json(

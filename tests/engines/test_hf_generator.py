@@ -7,7 +7,7 @@ import torch
 from transformers import MistralConfig, MistralForCausalLM
 
 from arpo.core.entropy import entropy_from_logits
-from arpo.engines.base import SamplingParams
+from arpo.engines.base import Request, SamplingParams
 from arpo.engines.hf import HFGenerator, _top_p_filter
 from arpo.models.tiny import build_tiny_llama
 
@@ -62,6 +62,53 @@ def test_forked_generation_equals_full_recompute(model64, tokenizer, prompts):
     (out,) = gen.generate([mid], [6], SAMPLE, [])
     assert gen.stats.since(before).prefill_tokens == 1
     assert_matches_recompute(model64, gen.token_ids(mid), out)
+
+
+def test_stream_rows_that_join_a_running_batch_equal_full_recompute(model64, tokenizer, prompts):
+    """Continuous batching: while a long row decodes, a short one ends and goes on after a tool
+    result, a fresh row joins from the prompt, and a branch forked at the tool result (its stored
+    logits: nothing recomputed) joins when the short row's second segment ends; every sampled token's log-prob and entropy equal a full
+    recompute of its path, and each token is computed once."""
+    gen = HFGenerator(model64, tokenizer)
+    roots = [gen.add_path(p) for p in prompts[:2]]
+    gen.prefill(roots)
+    long_row, short_row = gen.fork(roots[0], len(prompts[0])), gen.fork(roots[1], len(prompts[1]))
+    tool_ids = tokenizer.encode("<result>42</result>", add_special_tokens=False)
+    outs: dict[int, list] = {}
+    steps: list[list[int]] = []
+    boundary: list[int] = []
+
+    def on_done(done):
+        steps.append([path for path, _ in done])
+        for path, out in done:
+            outs.setdefault(path, []).append((out, gen.length(path)))
+        if [path for path, _ in done] != [short_row]:
+            return []
+        if len(outs[short_row]) == 1:  # its first segment: a tool result, and a fresh row
+            gen.extend(short_row, tool_ids)
+            boundary.append(gen.length(short_row))
+            return [Request(short_row, 6), Request(gen.fork(roots[0], len(prompts[0])), 7)]
+        if len(outs[short_row]) == 2:  # after the result: a branch at it
+            return [Request(gen.fork(short_row, boundary[0]), 5)]
+        return []
+
+    before = gen.stats.snapshot()
+    gen.stream([Request(long_row, 30), Request(short_row, 4)], SAMPLE, [], on_done)
+    # the short row's first segment ended first, the others later, the long row last
+    assert steps[0] == [short_row] and steps[-1] == [long_row] and len(outs) == 4
+    for path, segments in outs.items():
+        for out, length in segments:
+            assert_matches_recompute(model64, gen.token_ids(path)[:length], out)
+    sampled = sum(len(out.token_ids) for segments in outs.values() for out, _ in segments)
+    cost = gen.stats.since(before)
+    # the KV each row stored (decode steps padded to the joining rows' block included) is exact
+    for path in outs:
+        gen.extend(path, tool_ids)
+        (out,) = gen.generate([path], [3], SAMPLE, [])
+        assert_matches_recompute(model64, gen.token_ids(path), out)
+    assert sampled == 30 + 4 + 6 + 5 + 7
+    assert cost.prefill_tokens == len(tool_ids) + 1  # the tool result and the token before it
+    assert cost.decode_tokens == sampled - 5  # each segment's first token: from a prefill or stored logits
 
 
 def test_batched_greedy_equals_one_path_at_a_time(model, tokenizer, prompts):

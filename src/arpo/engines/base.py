@@ -16,6 +16,13 @@ Contract of :meth:`Generator.generate` for each requested path:
   distribution it was drawn from (engines that only see top-k log-probs document their estimate);
 * the sampled tokens are appended to the path, so the next call continues after them.
 
+:meth:`Generator.stream` is the same sampling with requests that come and go: every request is
+continued as ``generate`` would; at each step where some requests end, ``on_done`` gets them (in
+batch order) and returns the requests that join next (a path after its tool result, a branch, a
+fresh sample). ``on_done`` may fork, extend and release any path that is not running. The call
+returns when nothing runs and ``on_done`` returned nothing. Engines that decode a batch to its
+end before taking new work implement it with :func:`stream_in_rounds`.
+
 ``fork(path, at)`` makes a new path equal to the first ``at`` tokens of ``path``; engines reuse the
 parent's cached state for that prefix instead of recomputing it. ``stats`` counts tokens pushed
 through the model as prefill (prompt, tool results, recomputed tokens) and as decode steps, so
@@ -30,7 +37,7 @@ accelerator memory); the next call wakes it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -74,6 +81,35 @@ class GeneratorStats:
         )
 
 
+@dataclass(frozen=True)
+class Request:
+    """Continue ``path`` by at most ``max_new_tokens`` tokens (none: an empty ``length`` continuation)."""
+
+    path: int
+    max_new_tokens: int
+
+
+OnDone = Callable[[list[tuple[int, Continuation]]], Sequence[Request]]
+"""What :meth:`Generator.stream` calls with the (path, continuation) pairs that ended together;
+returns the requests that join next."""
+
+
+def stream_in_rounds(
+    generator: Generator,
+    requests: Sequence[Request],
+    sampling: SamplingParams,
+    stop_strings: Sequence[str],
+    on_done: OnDone,
+) -> None:
+    """:meth:`Generator.stream` by rounds: one ``generate`` call for all requests, ``on_done`` with
+    all of them, and again with the requests it returned, until it returns none."""
+    while requests:
+        outs = generator.generate(
+            [r.path for r in requests], [r.max_new_tokens for r in requests], sampling, stop_strings
+        )
+        requests = list(on_done([(r.path, out) for r, out in zip(requests, outs, strict=True)]))
+
+
 def requests_to_run(paths: Sequence[int], max_new_tokens: Sequence[int]) -> list[int]:
     """Validate a ``generate`` call's arguments; the indices of the paths with a budget left
     (the others get an empty ``length`` continuation)."""
@@ -113,6 +149,15 @@ class Generator(Protocol):
         stop_strings: Sequence[str],
     ) -> list[Continuation]:
         """Continue every path in one batch; see the module docstring for the contract."""
+
+    def stream(
+        self,
+        requests: Sequence[Request],
+        sampling: SamplingParams,
+        stop_strings: Sequence[str],
+        on_done: OnDone,
+    ) -> None:
+        """Continue requests that end and join at any step; see the module docstring."""
 
     def length(self, path: int) -> int:
         """Number of tokens of the path."""

@@ -33,7 +33,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from arpo.core.entropy import entropy_from_logits
 from arpo.core.logits import PolicyView, tokenizer_vocab_size
-from arpo.engines.base import Continuation, GeneratorStats, SamplingParams, requests_to_run
+from arpo.engines.base import Continuation, GeneratorStats, OnDone, Request, SamplingParams, requests_to_run
 from arpo.models.cache_argument import cache_argument
 
 KV = tuple[tuple[torch.Tensor, torch.Tensor], ...]
@@ -48,6 +48,90 @@ class _Path:
     logits_at: int = -1
     """Position whose next-token logits are stored (== kv_len when usable)."""
     logits: torch.Tensor | None = None
+
+
+@dataclass
+class _Running:
+    """The rows a :meth:`HFGenerator.stream` call is decoding, in batch order."""
+
+    paths: list[int] = field(default_factory=list)
+    rows: list[_Path] = field(default_factory=list)
+    outs: list[Continuation] = field(default_factory=list)
+    budgets: list[int] = field(default_factory=list)
+    cache: DynamicCache | None = None
+    valid: torch.Tensor | None = None
+    """Batch cache columns that hold each row's keys and values ``[B, width]``."""
+    starts: list[int] = field(default_factory=list)
+    """Per row, the batch column where its KV not yet stored as a chunk starts."""
+    tokens: torch.Tensor | None = None
+    """Per row, the token it sampled last (not yet fed)."""
+
+    def join(
+        self,
+        requests: list[Request],
+        rows: list[_Path],
+        cache: DynamicCache,
+        valid: torch.Tensor,
+        starts: list[int],
+    ) -> None:
+        """Append prefilled rows; the narrower of the two batch caches is padded on the left."""
+        self.paths += [r.path for r in requests]
+        self.rows += rows
+        self.outs += [Continuation([], [], [], "length") for _ in rows]
+        self.budgets += [r.max_new_tokens for r in requests]
+        if self.cache is None or self.valid is None:
+            self.cache, self.valid, self.starts = cache, valid, list(starts)
+            return
+        width = max(self.valid.shape[1], valid.shape[1])
+        pad_old, pad_new = width - self.valid.shape[1], width - valid.shape[1]
+        layers = [
+            (
+                torch.cat([_pad_left(a.keys, pad_old), _pad_left(b.keys, pad_new)]),
+                torch.cat([_pad_left(a.values, pad_old), _pad_left(b.values, pad_new)]),
+            )
+            for a, b in zip(self.cache.layers, cache.layers, strict=True)
+        ]
+        self.cache = DynamicCache(ddp_cache_data=layers)
+        self.valid = torch.cat(
+            [
+                torch.nn.functional.pad(self.valid, (pad_old, 0), value=False),
+                torch.nn.functional.pad(valid, (pad_new, 0), value=False),
+            ]
+        )
+        self.starts = [s + pad_old for s in self.starts] + [s + pad_new for s in starts]
+
+    def kept(self, keep: list[int], tokens: torch.Tensor) -> _Running:
+        """These rows with only ``keep`` (batch indices), each with the token it just sampled."""
+        if len(keep) < len(self.rows):
+            index = torch.tensor(keep, device=tokens.device)
+            assert self.cache is not None and self.valid is not None
+            self.cache.batch_select_indices(index)
+            self.valid = self.valid[index]
+            tokens = tokens[index]
+            for name in ("paths", "rows", "outs", "budgets", "starts"):
+                setattr(self, name, [getattr(self, name)[b] for b in keep])
+        self.tokens = tokens
+        return self
+
+
+JOIN_PADDING = 4
+"""Rows join a running batch in the running rows' decode step when that forward's padded block
+holds at most this many times its real tokens; else the joining rows get a forward of their own.
+One forward instead of two saves a pass's fixed cost (most of a small model's decode step, and a
+memory-bound pass's weight reads) at the price of the padding's compute."""
+
+
+def _one_forward(live: int, joining: list[_Path]) -> bool:
+    """Whether ``joining`` rows are prefilled in the decode step of ``live`` running rows."""
+    pending = [len(r.ids) - r.kv_len for r in joining]
+    if not all(r.kv_len for r in joining) or max(pending) == 0:
+        return False  # nothing cached to merge, or nothing to compute for them
+    return (live + len(joining)) * max(pending) <= JOIN_PADDING * (live + sum(pending))
+
+
+def _pad_left(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``[B, H, W, D]`` with ``n`` zero columns before ``W``."""
+    return torch.nn.functional.pad(x, (0, 0, n, 0)) if n else x
 
 
 def _chunk_len(chunk: KV) -> int:
@@ -169,11 +253,10 @@ class HFGenerator:
         if not any(len(r.ids) > r.kv_len for r in rows):
             return
         cache, valid = self._gather(rows)
-        _, _, starts = self._prefill(rows, cache, valid)
+        _, valid, starts = self._prefill(rows, cache, valid)
         for b, row in enumerate(rows):
-            self._store_new_kv(row, cache, b, starts[b], len(row.ids))
+            self._store_new_kv(row, cache, valid, b, starts[b], len(row.ids))
 
-    @torch.no_grad()
     def generate(
         self,
         paths: Sequence[int],
@@ -181,46 +264,86 @@ class HFGenerator:
         sampling: SamplingParams,
         stop_strings: Sequence[str],
     ) -> list[Continuation]:
-        live = requests_to_run(paths, max_new_tokens)
-        rows = [self._get(p) for p in paths]
-        outs = [Continuation([], [], [], "length") for _ in rows]
-        if not live:
-            return outs
-        rows_live = [rows[i] for i in live]
-        cache, valid = self._gather(rows_live)
-        logits, valid, starts = self._prefill(rows_live, cache, valid)
+        requests_to_run(paths, max_new_tokens)
+        outs: dict[int, Continuation] = {}
+
+        def collect(done: list[tuple[int, Continuation]]) -> list[Request]:
+            outs.update(done)
+            return []
+
+        requests = [Request(p, n) for p, n in zip(paths, max_new_tokens, strict=True)]
+        self.stream(requests, sampling, stop_strings, collect)
+        return [outs[p] for p in paths]
+
+    @torch.no_grad()
+    def stream(
+        self,
+        requests: Sequence[Request],
+        sampling: SamplingParams,
+        stop_strings: Sequence[str],
+        on_done: OnDone,
+    ) -> None:
+        """Continuous batching: requests join the running batch at the next decode step.
+
+        Joining rows are gathered into a batch cache of their own, which is concatenated with the
+        running rows' (the narrower padded on the left); their pending tokens (a tool result, or
+        nothing for a fork with stored logits) then run in the running rows' decode step, as one
+        right-aligned block, when the padding costs little (:data:`JOIN_PADDING`), else in a
+        forward of their own before the merge. Then all rows sample together. A row that stops leaves the batch at
+        once. Without joins this is exactly the batched decode of ``generate``.
+        """
         window = self.stop_window_tokens or max([len(s) for s in stop_strings] + [1]) + 2
-        while live:
-            tokens, logprobs, entropies = _sample(logits, sampling, self.vocab_size, self._rng)
-            keep: list[int] = []
-            for b, i in enumerate(live):
-                out, row, tok = outs[i], rows[i], int(tokens[b])
-                out.token_ids.append(tok)
-                out.logprobs.append(float(logprobs[b]))
-                out.entropies.append(float(entropies[b]))
-                row.ids.append(tok)
-                if tok in self.eos_ids:
-                    out.finish = "eos"
-                elif (hit := _find_stop(self.tokenizer, out.token_ids, stop_strings, window)) is not None:
-                    out.finish, out.stop_string = "stop", hit
-                elif len(out.token_ids) >= max_new_tokens[i]:
-                    out.finish = "length"
-                else:
-                    keep.append(b)
-                    continue
-                # row is done: its KV covers everything but the token just sampled
-                self._store_new_kv(row, cache, b, starts[b], len(row.ids) - 1)
-            if not keep:
-                break
-            if len(keep) < len(live):
-                index = torch.tensor(keep, device=self.device)
-                cache.batch_select_indices(index)
-                valid = valid[index]
-                tokens = tokens[index]
-                live = [live[b] for b in keep]
-                starts = [starts[b] for b in keep]
-            logits, valid = self._decode_step(cache, valid, tokens, [rows[i] for i in live])
-        return outs
+        run = _Running()
+        waiting = list(requests)
+        while True:
+            done = [(r.path, Continuation([], [], [], "length")) for r in waiting if r.max_new_tokens <= 0]
+            joining = [r for r in waiting if r.max_new_tokens > 0]
+            requests_to_run([*run.paths, *(r.path for r in joining)], [1] * (len(run.paths) + len(joining)))
+            rows = [self._get(r.path) for r in joining]
+            live = len(run.rows)
+            parts = []
+            if rows and live and _one_forward(live, rows):
+                cache, valid = self._gather(rows)
+                run.join(joining, rows, cache, valid, [0] * len(rows))
+                logits, run.valid, starts = self._prefill(run.rows, run.cache, run.valid, live)
+                run.starts[live:] = starts[live:]
+                parts.append(logits)
+            else:
+                if live:
+                    logits, run.valid = self._decode_step(run.cache, run.valid, run.tokens, run.rows)
+                    parts.append(logits)
+                if rows:
+                    cache, valid = self._gather(rows)
+                    logits, valid, starts = self._prefill(rows, cache, valid)
+                    parts.append(logits)
+                    run.join(joining, rows, cache, valid, starts)
+            if run.rows:
+                tokens, logprobs, entropies = _sample(torch.cat(parts), sampling, self.vocab_size, self._rng)
+                keep: list[int] = []
+                for b, (path, row, out, budget) in enumerate(
+                    zip(run.paths, run.rows, run.outs, run.budgets, strict=True)
+                ):
+                    tok = int(tokens[b])
+                    out.token_ids.append(tok)
+                    out.logprobs.append(float(logprobs[b]))
+                    out.entropies.append(float(entropies[b]))
+                    row.ids.append(tok)
+                    if tok in self.eos_ids:
+                        out.finish = "eos"
+                    elif (hit := _find_stop(self.tokenizer, out.token_ids, stop_strings, window)) is not None:
+                        out.finish, out.stop_string = "stop", hit
+                    elif len(out.token_ids) >= budget:
+                        out.finish = "length"
+                    else:
+                        keep.append(b)
+                        continue
+                    # row is done: its KV covers everything but the token just sampled
+                    self._store_new_kv(row, run.cache, run.valid, b, run.starts[b], len(row.ids) - 1)
+                    done.append((path, out))
+                run = run.kept(keep, tokens) if keep else _Running()
+            waiting = list(on_done(done)) if done else []
+            if not run.rows and not waiting:
+                return
 
     def _gather(self, rows: list[_Path]) -> tuple[DynamicCache, torch.Tensor]:
         """Batch cache with each row's cached prefix right-aligned, and its validity mask ``[B, L]``."""
@@ -246,14 +369,16 @@ class HFGenerator:
         return DynamicCache(ddp_cache_data=layers), valid
 
     def _prefill(
-        self, rows: list[_Path], cache: DynamicCache, valid: torch.Tensor
+        self, rows: list[_Path], cache: DynamicCache, valid: torch.Tensor, live: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """Run every row's pending tokens through the model as one right-aligned block.
 
-        Returns the next-token logits ``[B, V]``, the validity mask extended by the block, and
-        for each row the batch column where its not-yet-chunked KV starts.
+        The first ``live`` rows are running rows whose KV is in ``cache``: their pending token is
+        the one they sampled last (a decode step, padded to the block's width). Returns the
+        next-token logits ``[B, V]``, the validity mask extended by the block, and for each row
+        the batch column where its pending tokens start.
         """
-        pending = [r.ids[r.kv_len :] for r in rows]
+        pending = [r.ids[-1:] for r in rows[:live]] + [r.ids[r.kv_len :] for r in rows[live:]]
         width = max(len(p) for p in pending)
         starts = [valid.shape[1] + width - len(p) for p in pending]
         if width == 0:
@@ -265,15 +390,20 @@ class HFGenerator:
         for b, (row, toks) in enumerate(zip(rows, pending, strict=True)):
             if toks:
                 input_ids[b, width - len(toks) :] = torch.tensor(toks, device=self.device)
-                positions[b, width - len(toks) :] = torch.arange(row.kv_len, len(row.ids), device=self.device)
+                positions[b, width - len(toks) :] = torch.arange(
+                    len(row.ids) - len(toks), len(row.ids), device=self.device
+                )
                 block[b, width - len(toks) :] = True
         keys_valid = torch.cat([valid, block], dim=1)
         mask = self._mask(keys_valid, width)
         logits = self._forward(input_ids, positions, mask, cache)
-        self.stats.prefill_tokens += sum(len(p) for p in pending)
+        self.stats.decode_tokens += live
+        self.stats.prefill_tokens += sum(len(p) for p in pending[live:])
         result = []
         for b, row in enumerate(rows):
-            if pending[b]:
+            if b < live:
+                result.append(logits[b])
+            elif pending[b]:
                 row.logits_at, row.logits = len(row.ids), logits[b].clone()
                 result.append(logits[b])
             else:
@@ -321,15 +451,27 @@ class HFGenerator:
             raise RuntimeError("path has no pending tokens and no stored next-token logits")
         return row.logits
 
-    def _store_new_kv(self, row: _Path, cache: DynamicCache, b: int, start: int, upto: int) -> None:
-        """Copy row ``b``'s new KV columns (from ``start``) out of the batch as a chunk."""
+    def _store_new_kv(
+        self, row: _Path, cache: DynamicCache, valid: torch.Tensor, b: int, start: int, upto: int
+    ) -> None:
+        """Copy row ``b``'s new KV columns out of the batch as a chunk: the first ``upto - kv_len``
+        valid columns from ``start`` (a row that joined a running batch's decode step has padding
+        between its decode steps' columns)."""
         n = upto - row.kv_len
         if n <= 0:
             return
-        chunk = tuple(
-            (layer.keys[b, :, start : start + n].clone(), layer.values[b, :, start : start + n].clone())
-            for layer in cache.layers
-        )
+        cols = valid[b, start:].nonzero().squeeze(-1)[:n] + start
+        if len(cols) != n:
+            raise RuntimeError(
+                f"row {b} has {len(cols)} computed positions from column {start}, expected {n}"
+            )
+        if int(cols[-1]) - start == n - 1:  # contiguous: a view, then one copy
+            chunk = tuple(
+                (layer.keys[b, :, start : start + n].clone(), layer.values[b, :, start : start + n].clone())
+                for layer in cache.layers
+            )
+        else:
+            chunk = tuple((layer.keys[b][:, cols], layer.values[b][:, cols]) for layer in cache.layers)
         row.chunks = [*row.chunks, chunk]
         row.kv_len = upto
 

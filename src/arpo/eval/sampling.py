@@ -18,7 +18,7 @@ from arpo.core.tree import RolloutTree
 from arpo.engines.factory import build_generator
 from arpo.engines.vllm_options import EngineName, VLLMOptions
 from arpo.progress import ProgressBar
-from arpo.rollout import ArpoRollout, RolloutConfig
+from arpo.rollout import SCHEDULING_HELP, ArpoRollout, RolloutConfig, Scheduling
 from arpo.tasks.chat_tools import TOOL_FORMAT_HELP, TOOL_PARSER_HELP, ToolFormatName
 from arpo.tasks.record import Task
 from arpo.tools import ToolBox
@@ -39,6 +39,7 @@ class SamplingConfig(BaseModel):
     prompts_per_batch: int = Field(32, ge=1, description="Tasks sampled together in one rollout batch.")
     seed: int = Field(0, description="Seed of the first batch (batch i uses seed + i).")
     engine: EngineName = Field("hf", description="Generator: hf (transformers) or vllm (see docs/vllm.md).")
+    scheduling: Scheduling = Field("continuous", description=SCHEDULING_HELP)
     tool_format: ToolFormatName = Field("tags", description=TOOL_FORMAT_HELP)
     tool_parser: str = Field("hermes", description=TOOL_PARSER_HELP)
     vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="Options of the vllm engine.")
@@ -61,6 +62,7 @@ class SamplingConfig(BaseModel):
                 "max_response_tokens": self.max_response_tokens,
                 "max_tool_calls": self.max_tool_calls,
                 "engine": self.engine,
+                "scheduling": self.scheduling,
                 "vllm": self.vllm,
                 "tool_format": self.tool_format,
                 "tool_parser": self.tool_parser,

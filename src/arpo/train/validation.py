@@ -88,6 +88,7 @@ class ValidationConfig(BaseModel):
                 max_response_tokens=rollout.max_response_tokens,
                 max_tool_calls=rollout.max_tool_calls,
                 engine=rollout.engine,
+                scheduling=rollout.scheduling,
                 tool_format=rollout.tool_format,
             )
         if self.sampling.engine != rollout.engine:
