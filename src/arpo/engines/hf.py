@@ -289,8 +289,8 @@ class HFGenerator:
         running rows' (the narrower padded on the left); their pending tokens (a tool result, or
         nothing for a fork with stored logits) then run in the running rows' decode step, as one
         right-aligned block, when the padding costs little (:data:`JOIN_PADDING`), else in a
-        forward of their own before the merge. Then all rows sample together. A row that stops leaves the batch at
-        once. Without joins this is exactly the batched decode of ``generate``.
+        forward of their own before the merge. Then all rows sample together. A row that stops
+        leaves the batch at once. Without joins this is exactly the batched decode of ``generate``.
         """
         window = self.stop_window_tokens or max([len(s) for s in stop_strings] + [1]) + 2
         run = _Running()
