@@ -152,9 +152,9 @@ def main() -> None:
                                 arms[trees, scheduling] = Arm(
                                     model, tokenizer, tools, config, prompts[:n_prompts]
                                 )
-                        seconds = interleaved({f"{k}": arm for k, arm in arms.items()}, args.repeats)
+                        seconds = interleaved({" ".join(k): arm for k, arm in arms.items()}, args.repeats)
                         for (trees, scheduling), arm in arms.items():
-                            s = seconds[f"{(trees, scheduling)}"]
+                            s = seconds[f"{trees} {scheduling}"]
                             rows.append(
                                 [
                                     workload,
@@ -167,8 +167,8 @@ def main() -> None:
                                     f"{arm.mean('forwards'):.0f}",
                                     f"{arm.mean('sampled'):.0f}",
                                     f"{arm.mean('calls'):.2f}",
-                                    f"{s / seconds[str(('GRPO', scheduling))]:.2f}",
-                                    f"{s / seconds[str((trees, 'rounds'))]:.2f}",
+                                    f"{s / seconds[f'GRPO {scheduling}']:.2f}",
+                                    f"{s / seconds[f'{trees} rounds']:.2f}",
                                 ]
                             )
                         print(table(HEADERS, rows[-4:]), flush=True)

@@ -43,9 +43,9 @@ Limits, as rules:
   gets an ``error`` result.
 
 Branching: when a path continued after a tool result, the first k tokens it generated there give
-H_after; the decision is taken at that tool result when that segment ends and the Z copies fork from the generator's
-cached state at the tool-result boundary (nothing recomputed), each sampling its own
-continuation from the next round on. The decision is recorded on the tool node. A prompt whose
+H_after; the decision is taken at that tool result when that segment ends, and the Z copies fork
+from the generator's cached state at the tool-result boundary (nothing recomputed), each sampling
+its own continuation from the next round on. The decision is recorded on the tool node. A prompt whose
 paths have all ended with fewer than M leaves starts the missing ones together, as fresh samples
 forked from the cached prompt.
 

@@ -198,6 +198,9 @@ def test_bad_requests_fail_clearly(model, tokenizer, prompts):
         gen.fork(path, len(prompts[0]) + 1)
     with pytest.raises(ValueError, match="only once"):
         gen.generate([path, path], [1, 1], SAMPLE, [])
+    running, short = gen.fork(path, len(prompts[0])), gen.fork(path, len(prompts[0]))
+    with pytest.raises(ValueError, match="only once while it runs"):  # joining a path still decoding
+        gen.stream([Request(running, 20), Request(short, 1)], SAMPLE, [], lambda done: [Request(running, 1)])
     gen.release(path)
     with pytest.raises(KeyError, match="released"):
         gen.generate([path], [1], SAMPLE, [])

@@ -298,9 +298,10 @@ class HFGenerator:
         while True:
             done = [(r.path, Continuation([], [], [], "length")) for r in waiting if r.max_new_tokens <= 0]
             joining = [r for r in waiting if r.max_new_tokens > 0]
-            requests_to_run([*run.paths, *(r.path for r in joining)], [1] * (len(run.paths) + len(joining)))
             rows = [self._get(r.path) for r in joining]
             live = len(run.rows)
+            if rows and len({*run.paths, *(r.path for r in joining)}) != live + len(rows):
+                raise ValueError("a path may be requested only once while it runs")
             parts = []
             if rows and live and _one_forward(live, rows):
                 cache, valid = self._gather(rows)
