@@ -11,26 +11,18 @@ from typer.testing import CliRunner
 
 from arpo.cli import app
 from arpo.tasks import DatasetConfig, gsm8k_sample, load_tasks
+from arpo.tasks.gsm8k_problem import calc
 from arpo.tasks.gsm8k_sample import TEMPLATES, Problem, generate_problems, questions_of, write_gsm8k_sample
+from arpo.tasks.gsm8k_templates import WORD_NUMBERS
 from arpo.tools.calculator import Calculator
 
 ANNOTATION = re.compile(r"<<([^=<>]+)=(\d+)>>(\d+)")
-TEMPLATE_WORDS = {
-    "eggs": "hens lay",
-    "change": "notebooks",
-    "pages": "pages on Monday",
-    "train": "A train travels",
-    "candies": "candies",
-    "savings": "every week",
-    "garden": "tomato plants",
-    "cookies": "batches of",
-}
-WORD_NUMBERS = {"twice": 2, "three times": 3}
 
 
-def test_every_step_is_right_and_uses_only_the_question_and_earlier_steps():
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_step_is_right_and_uses_only_the_question_and_earlier_steps(seed):
     calculator = Calculator()
-    for problem in generate_problems(400, seed=1):
+    for problem in generate_problems(1000, seed=seed):
         question = problem.row(0)["question"]
         *steps, final = problem.row(0)["answer"].split("\n")
         assert final == f"#### {problem.answer}"
@@ -40,9 +32,18 @@ def test_every_step_is_right_and_uses_only_the_question_and_earlier_steps():
         for step in steps:
             ((expression, value, shown),) = ANNOTATION.findall(step)
             assert calculator.evaluate(expression) == int(value) == int(shown), step
+            assert eval(expression) == int(value), step  # Python's precedence reads it as calc did
             assert {int(n) for n in re.findall(r"\d+", expression)} <= known, (question, step)
             known.add(int(value))
         assert int(value) == problem.answer
+
+
+def test_a_step_that_python_would_read_otherwise_is_refused():
+    assert calc(2, "*", 3, "/", 6) == ("2 * 3 / 6 = <<2*3/6=1>>1", 1)
+    with pytest.raises(ValueError, match="mixes"):
+        calc(2, "+", 3, "*", 4)
+    with pytest.raises(ValueError, match="not an integer"):
+        calc(7, "/", 2)
 
 
 def test_the_same_seed_writes_the_same_file(tmp_path):
@@ -53,10 +54,9 @@ def test_the_same_seed_writes_the_same_file(tmp_path):
 
 
 def test_every_template_is_used():
-    questions = [p.question for p in generate_problems(200)]
-    assert len(set(questions)) == 200  # distinct: a repeated draw is dropped
-    kinds = Counter(name for q in questions for name, words in TEMPLATE_WORDS.items() if words in q)
-    assert set(kinds) == set(TEMPLATES)
+    questions = [p.question for p in generate_problems(400)]
+    assert len(set(questions)) == 400  # distinct: a repeated draw is dropped
+    assert set(Counter(p.template for p in generate_problems(400))) == set(TEMPLATES)
 
 
 def test_the_command_writes_rows_the_gsm8k_layout_loads_unchanged(tmp_path):
