@@ -139,6 +139,24 @@ def evaluate(overrides: Overrides = None, config: ConfigFile = None) -> None:
     )
 
 
+@app.command("compare-evals")
+def compare_evals(
+    a: Annotated[Path, typer.Argument(help="Evaluation A: an `arpo eval` out_dir or its records.jsonl.")],
+    b: Annotated[Path, typer.Argument(help="Evaluation B, of the same tasks.")],
+) -> None:
+    """Paired comparison of two evaluations: accuracies, tasks only one solves, exact sign test (McNemar)."""
+    from arpo.eval.paired import compare_evaluations, paired_table, read_eval_records
+    from arpo.report.markdown import to_markdown
+
+    try:
+        rows, only_one = compare_evaluations(read_eval_records(a), read_eval_records(b))
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(exc) from None
+    print(to_markdown([paired_table(rows, str(a), str(b))]), end="")
+    if only_one:
+        console.print(f"not compared (in one evaluation only): {', '.join(only_one)}")
+
+
 @analyze_app.command("entropy")
 def analyze_entropy(overrides: Overrides = None, config: ConfigFile = None) -> None:
     """Mean token entropy before and after tool results (ARPO's motivating figure)."""
