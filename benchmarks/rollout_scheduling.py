@@ -1,10 +1,11 @@
 """Rollout wall time under ``rollout.scheduling: rounds`` and ``continuous``, for GRPO and ARPO trees.
 
-The transformers engine (``HFGenerator``) samples the same prompts with the same seeds four ways:
+The transformers engine (``HFGenerator``) samples the same prompts with the same seeds five ways:
 GRPO (N = M = G) and ARPO (N = G/2, α = 0.5, β = 0.2, Z = 1), each by rounds (every path waits
 for the round's longest segment) and continuously (a path that stopped goes on at the next decode
-step; branches and fills join the running batch). The four are timed in turns
-(``harness.interleaved``), each repeat with the next seed. Workloads, on a tiny Llama (character
+step; branches and fills join the running batch), and ARPO continuously with speculative fills
+(``rollout.speculative_fills``: the fills start with the initial samples, and each branch cancels
+the newest). The five are timed in turns (``harness.interleaved``), each repeat with the next seed. Workloads, on a tiny Llama (character
 tokenizer, seed 0; ``--hidden``/``--layers`` size it):
 
 * ``plain``: the random model, no tool: one segment per path, ended by EOS, ``</answer>`` or the
@@ -13,9 +14,10 @@ tokenizer, seed 0; ``--hidden``/``--layers`` size it):
   ``<calc>`` and answer, 1–3 calls per answer, so segments differ in length as sampled ones do;
   the calculator runs the calls.
 
-Per row: median rollout seconds; the model's forward passes, sampled tokens and tool calls per
-trajectory, means over all of the arm's rollouts; ARPO ÷ GRPO under the same scheduling, and continuous ÷
-rounds for the same trees' algorithm. Sampled tokens differ between the schedulings (each token is
+Per row: median rollout seconds; the model's forward passes, sampled tokens and executed tool
+calls per trajectory (cancelled fills' included), means over all of the arm's rollouts; ARPO ÷
+GRPO under the same scheduling (speculative: against GRPO continuous), and continuous ÷ rounds for
+the same trees' algorithm. Sampled tokens differ between the schedulings (each token is
 drawn in another batch), so read the seconds with the tokens.
 
     .venv/bin/python benchmarks/rollout_scheduling.py
@@ -52,9 +54,17 @@ HEADERS = [
     "rollout s",
     "forwards",
     "sampled tokens",
-    "calls per trajectory",
+    "executed calls per leaf",
     "ARPO ÷ GRPO",
     "continuous ÷ rounds",
+]
+SPECULATIVE = " + speculative fills"
+ARMS = [
+    ("GRPO", "rounds"),
+    ("GRPO", "continuous"),
+    ("ARPO", "rounds"),
+    ("ARPO", "continuous"),
+    ("ARPO", "continuous" + SPECULATIVE),
 ]
 QUESTIONS = ["what is 1+2?", "add 3 and 4", "sum 12 and 30", "compute 7+8", "what is 5+9?", "add 20 and 22"]
 
@@ -105,7 +115,7 @@ class Arm:
         nodes = [n for tree in batch.trees for n in tree.nodes]
         self.totals["forwards"] += len(calls)
         self.totals["sampled"] += sum(len(n.token_ids) for n in nodes if n.role is Role.MODEL)
-        self.totals["calls"] += batch.stats["tool_calls_per_trajectory"]
+        self.totals["calls"] += batch.stats["tool_calls_executed"] / batch.stats["trajectories"]
 
     def mean(self, key: str) -> float:
         """Mean of ``key`` over every call (the warm-up's too: each call has its own seed)."""
@@ -140,21 +150,25 @@ def main() -> None:
                 for g in args.groups:
                     for length in args.lengths:
                         arms = {}
-                        for trees, n in (("GRPO", g), ("ARPO", g // 2)):
-                            for scheduling in ("rounds", "continuous"):
-                                config = RolloutConfig.model_validate(
-                                    {
-                                        "branching": {"rollouts_per_prompt": g, "initial_rollouts": n},
-                                        "max_response_tokens": length,
-                                        "scheduling": scheduling,
-                                    }
-                                )
-                                arms[trees, scheduling] = Arm(
-                                    model, tokenizer, tools, config, prompts[:n_prompts]
-                                )
+                        for trees, scheduling in ARMS:
+                            config = RolloutConfig.model_validate(
+                                {
+                                    "branching": {
+                                        "rollouts_per_prompt": g,
+                                        "initial_rollouts": g if trees == "GRPO" else g // 2,
+                                    },
+                                    "max_response_tokens": length,
+                                    "scheduling": scheduling.removesuffix(SPECULATIVE),
+                                    "speculative_fills": scheduling.endswith(SPECULATIVE),
+                                }
+                            )
+                            arms[trees, scheduling] = Arm(
+                                model, tokenizer, tools, config, prompts[:n_prompts]
+                            )
                         seconds = interleaved({" ".join(k): arm for k, arm in arms.items()}, args.repeats)
                         for (trees, scheduling), arm in arms.items():
                             s = seconds[f"{trees} {scheduling}"]
+                            plain = scheduling.removesuffix(SPECULATIVE)
                             rows.append(
                                 [
                                     workload,
@@ -167,11 +181,11 @@ def main() -> None:
                                     f"{arm.mean('forwards'):.0f}",
                                     f"{arm.mean('sampled'):.0f}",
                                     f"{arm.mean('calls'):.2f}",
-                                    f"{s / seconds[f'GRPO {scheduling}']:.2f}",
+                                    f"{s / seconds[f'GRPO {plain}']:.2f}",
                                     f"{s / seconds[f'{trees} rounds']:.2f}",
                                 ]
                             )
-                        print(table(HEADERS, rows[-4:]), flush=True)
+                        print(table(HEADERS, rows[-len(arms) :]), flush=True)
     print()
     print(table(HEADERS, rows))
 

@@ -397,3 +397,72 @@ def test_continuous_scheduling_gives_the_same_greedy_trees_with_fewer_forwards(t
         assert batch.stats["tool_calls_executed"] >= 8 * len(prompts)
     assert trees["continuous"] == trees["rounds"]
     assert forwards["continuous"] < 0.9 * forwards["rounds"]
+
+
+def _speculative(config: RolloutConfig) -> RolloutConfig:
+    return RolloutConfig.model_validate({**config.model_dump(), "speculative_fills": True})
+
+
+@pytest.mark.parametrize(
+    ("m", "n", "z", "rule", "seed"),
+    [
+        (8, 2, 2, "stochastic", 3),
+        (4, 1, 1, "stochastic", 1),
+        (6, 2, 1, "threshold", 7),
+        (16, 8, 1, "stochastic", 8),
+    ],
+)
+def test_speculative_fills_give_way_to_branches_and_keep_m_leaves(
+    model, tool_caller, tokenizer, prompts, m, n, z, rule, seed
+):
+    """Fills start with the initial samples; each branch cancels the newest fill still held, so a
+    tree ends with N initial samples, its branches and M − N − branches fills, numbered in order."""
+    config = _speculative(
+        make_config(rollouts_per_prompt=m, initial_rollouts=n, branch_width=z, alpha=0.8, rule=rule)
+    )
+    for policy in (model, tool_caller):
+        batch = rollout(policy, tokenizer, prompts[:3], config, seed=seed)
+        branches = 0
+        for tree in batch.trees:
+            assert len(tree.leaves()) == m and all(leaf.finish_reason is not None for leaf in tree.leaves())
+            assert started(tree, Origin.INITIAL) == n
+            assert started(tree, Origin.BRANCH) + started(tree, Origin.FILL) == m - n
+            assert [node.id for node in tree.nodes] == list(range(len(tree.nodes)))
+            assert all(any(c is node for c in node.parent.children) for node in tree.nodes[1:])
+            for fill in (node for node in tree.nodes if node.origin is Origin.FILL):
+                below = [x for x in tree.nodes if any(a is fill for a in x.path())]
+                assert all(x.decision is None or x.decision.copies == 0 for x in below)  # fills never branch
+            branches += started(tree, Origin.BRANCH)
+        assert batch.stats["fills_cancelled"] == branches
+        assert branches > 0 or policy is model
+
+
+def test_speculative_fills_run_beside_the_initial_samples(tokenizer, prompts):
+    """Without branches every fill is kept: greedy trees equal those of fills started after the
+    last path, in fewer forwards (the fills no longer wait)."""
+    policy = train_tool_caller(build_tiny_llama(tokenizer, seed=4), tokenizer, prompts)
+    config = make_config(rollouts_per_prompt=4, initial_rollouts=1, alpha=0.0, beta=0.0, budget=60)
+    config = RolloutConfig.model_validate({**config.model_dump(), "temperature": 0.0})
+    trees, forwards = {}, {}
+    for speculative in (False, True):
+        forwards[speculative] = 0
+
+        def count(*_, key=speculative):
+            forwards[key] += 1
+
+        hook = policy.register_forward_hook(count)
+        try:
+            batch = rollout(policy, tokenizer, prompts, _speculative(config) if speculative else config)
+        finally:
+            hook.remove()
+        trees[speculative] = [[leaf.token_ids for leaf in t.trajectories()] for t in batch.trees]
+        assert batch.stats["fills_cancelled"] == 0 and batch.stats["tool_calls_executed"] >= 4 * len(prompts)
+    assert trees[True] == trees[False]
+    assert forwards[True] < 0.7 * forwards[False]
+
+
+def test_speculative_fills_need_continuous_scheduling_and_no_pre_monitor():
+    with pytest.raises(ValueError, match="speculative_fills needs scheduling: continuous"):
+        RolloutConfig.model_validate({"speculative_fills": True, "scheduling": "rounds"})
+    with pytest.raises(ValueError, match="speculative_fills cannot be used with branching.pre_monitor"):
+        RolloutConfig.model_validate({"speculative_fills": True, "branching": {"pre_monitor": {}}})

@@ -63,7 +63,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from arpo.core.answer_format import extract_call
 from arpo.core.branching import (
@@ -89,6 +89,15 @@ SCHEDULING_HELP = (
     "branches and fills are ready; the vllm engine at its next call) or rounds (after every path of "
     "the round has stopped, as the ARPO authors' loop does). Same trees for the same decisions; a "
     "seed samples other tokens under each."
+)
+
+
+SPECULATIVE_FILLS_HELP = (
+    "Continuous scheduling only: start each prompt's M - N fills with its initial samples instead of "
+    "after its last path ends; the newest are cancelled as branches take their places. The trees' "
+    "distribution is unchanged (fills are independent samples, and which are kept depends only on how "
+    "many branches there are); cancelled fills cost their tokens and tool calls (counted in the "
+    "rollout's tool_calls_executed and engine tokens). Off by default: a tool call can cost money."
 )
 
 
@@ -123,6 +132,7 @@ class RolloutConfig(BaseModel):
         description="How a tool result is wrapped before encoding; must contain {result} (tool_format: tags).",
     )
     scheduling: Scheduling = Field("continuous", description=SCHEDULING_HELP)
+    speculative_fills: bool = Field(False, description=SPECULATIVE_FILLS_HELP)
     tool_format: ToolFormatName = Field("tags", description=TOOL_FORMAT_HELP)
     tool_parser: str = Field("hermes", description=TOOL_PARSER_HELP)
 
@@ -138,6 +148,18 @@ class RolloutConfig(BaseModel):
         if "{result}" not in value:
             raise ValueError(f"result_template must contain '{{result}}', got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _speculation_needs_continuous(self) -> RolloutConfig:
+        if self.speculative_fills and self.scheduling != "continuous":
+            raise ValueError(
+                "speculative_fills needs scheduling: continuous (under rounds a fill waits anyway)"
+            )
+        if self.speculative_fills and self.branching.pre_monitor is not None:
+            raise ValueError(
+                "speculative_fills cannot be used with branching.pre_monitor (m is not known at the start)"
+            )
+        return self
 
     @property
     def sampling(self) -> SamplingParams:
@@ -174,6 +196,9 @@ class _Path:
     """The generator's path id."""
     node: Node
     """The model node this path is generating into."""
+    owner: RolloutTree | None = None
+    """A speculative fill's prompt tree: ``tree`` is a tree of the fill's own until ``owner`` adopts
+    it (None: not a speculative fill, or adopted)."""
 
 
 @dataclass
@@ -234,6 +259,15 @@ class ArpoRollout:
             for tree, root in zip(trees, roots, strict=True)
             for _ in range(first)
         ]
+        spares: dict[int, list[_Path]] = {}
+        """Per tree (by id), its speculative fills not yet adopted, in the order they started."""
+        if cfg.speculative_fills:
+            for tree, root in zip(trees, roots, strict=True):
+                spares[id(tree)] = [
+                    self._start_spare(tree, root) for _ in range(cfg.branching.rollouts_per_prompt - first)
+                ]
+            started += [p for tree_spares in spares.values() for p in tree_spares]
+        cancelled: list[_Path] = []
         running = {p.handle: p for p in started}
         rounds = 0
 
@@ -242,6 +276,16 @@ class ArpoRollout:
             rounds += 1
             ended = [running.pop(handle) for handle, _ in done]
             new = self._advance(ended, [out for _, out in done], rng)
+            for tree in trees:  # branches take the places of the newest speculative fills
+                tree_spares = spares.get(id(tree), [])
+                over = len(tree_spares) - (cfg.branching.rollouts_per_prompt - _paths_started(tree))
+                for path in tree_spares[len(tree_spares) - over :] if over > 0 else []:
+                    running.pop(path.handle, None)
+                    new = [p for p in new if p is not path]
+                    if path.node.finish_reason is None:  # still sampling: releasing it stops it
+                        gen.release(path.handle)
+                    tree_spares.remove(path)
+                    cancelled.append(path)
             touched = {id(p.tree) for p in ended}
             busy = {id(p.tree) for p in [*new, *running.values()]}
             for tree, root in zip(trees, roots, strict=True):
@@ -251,6 +295,9 @@ class ArpoRollout:
                     m = self._split(tree)
                     new += [self._start(tree, root, Origin.INITIAL) for _ in range(m - 1)]
                     continue  # m ≥ 2 unless M = 1, which has no path left to fill
+                for path in spares.pop(id(tree), []):  # the fills it keeps, sampled already
+                    tree.adopt(path.tree, path.tree.root.children[0])
+                    path.tree, path.owner = tree, None
                 missing = cfg.branching.rollouts_per_prompt - _paths_started(tree)
                 new += [self._start(tree, root, Origin.FILL) for _ in range(missing)]
             running.update((p.handle, p) for p in new)
@@ -267,7 +314,11 @@ class ArpoRollout:
             gen.release(root)
         stats = summarize_trees(trees, cfg.branching.entropy_window)
         cost = gen.stats.since(before)
+        stats["tool_calls_executed"] += sum(
+            call.executed for path in cancelled for node in path.tree.nodes for call in node.tool_calls
+        )
         stats.update(
+            fills_cancelled=len(cancelled),
             rounds=rounds,
             prefill_tokens=cost.prefill_tokens,
             decode_tokens=cost.decode_tokens,
@@ -298,6 +349,13 @@ class ArpoRollout:
     def _start(self, tree: RolloutTree, root: int, origin: Origin) -> _Path:
         handle = self.generator.fork(root, len(tree.root.token_ids))
         return _Path(tree, handle, tree.add_model(tree.root, origin))
+
+    def _start_spare(self, tree: RolloutTree, root: int) -> _Path:
+        """A speculative fill of ``tree``, sampled in a tree of its own until ``tree`` adopts it."""
+        own = RolloutTree(tree.root.token_ids, tree.vocab_size)
+        path = self._start(own, root, Origin.FILL)
+        path.owner = tree
+        return path
 
     def _advance(self, ended: list[_Path], outs: list[Continuation], rng: random.Random) -> list[_Path]:
         """Take the segments these paths just generated: record them, take the branching decisions,
@@ -380,7 +438,7 @@ class ArpoRollout:
         streak = _branch_streak(tool)
         score = branch_score(bcfg, h_init, h_after, streak)
         branch = should_branch(bcfg, score, rng)
-        copies = copies_to_fork(bcfg, _paths_started(path.tree)) if branch else 0
+        copies = copies_to_fork(bcfg, _paths_started(path.tree)) if branch and path.owner is None else 0
         tool.decision = BranchDecision(h_init, h_after, score, branch, copies, streak)
         boundary = sum(len(n.token_ids) for n in tool.path())
         return [

@@ -88,3 +88,26 @@ def test_structural_rules_are_enforced():
     with pytest.raises(ValueError, match="non-empty prompt"):
         RolloutTree([], vocab_size=8)
     assert tree.nodes[1].role is Role.MODEL
+
+
+def test_adopt_moves_a_segment_and_its_descendants_with_the_next_ids():
+    tree, own = RolloutTree([1, 2], vocab_size=10), RolloutTree([1, 2], vocab_size=10)
+    first = tree.add_model(tree.root, Origin.INITIAL)
+    first.append([3], [-0.1], [0.5])
+    fill = own.add_model(own.root, Origin.FILL)
+    fill.append([4, 5], [-0.2, -0.3], [0.4, 0.3])
+    tool = own.add_tool(fill, [6], [ToolCall("calc", "1+1", "ok")])
+    after = own.add_model(tool)
+    after.append([7], [-0.4], [0.2])
+    tree.adopt(own, fill)
+    assert [n.id for n in tree.nodes] == [0, 1, 2, 3, 4]
+    assert tree.nodes[2:] == [fill, tool, after] and fill.parent is tree.root
+    assert tree.root.children == [first, fill] and own.nodes == [own.root] and own.root.children == []
+    assert [t.token_ids for t in tree.trajectories()] == [[1, 2, 3], [1, 2, 4, 5, 6, 7]]
+    tree.add_tool(after, [8], [ToolCall("calc", "2+2", "ok")])  # the adopted path goes on here
+    assert tree.nodes[-1].id == 5 and tree.nodes[-1].parent is after
+    with pytest.raises(ValueError, match="directly under the other tree's root"):
+        tree.adopt(own, after)
+    with pytest.raises(ValueError, match="same prompt"):
+        other = RolloutTree([9], vocab_size=10)
+        tree.adopt(other, other.add_model(other.root))

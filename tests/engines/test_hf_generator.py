@@ -111,6 +111,35 @@ def test_stream_rows_that_join_a_running_batch_equal_full_recompute(model64, tok
     assert cost.decode_tokens == sampled - 5  # each segment's first token: from a prefill or stored logits
 
 
+def test_a_path_released_in_on_done_stops_unreported_and_the_others_go_on_exactly(
+    model64, tokenizer, prompts
+):
+    """Releasing a running path from ``on_done`` (a speculative fill cancelled by a branch) drops its
+    row at once: it is never reported, it computes nothing more, and the rows left decode exactly
+    as a full recompute of their paths says."""
+    gen = HFGenerator(model64, tokenizer)
+    roots = [gen.add_path(p) for p in prompts[:3]]
+    gen.prefill(roots)
+    short_row, doomed, long_row = (gen.fork(r, len(p)) for r, p in zip(roots, prompts[:3], strict=True))
+    reported: list[int] = []
+    outs = {}
+
+    def on_done(done):
+        reported.extend(path for path, _ in done)
+        outs.update(done)
+        if [path for path, _ in done] == [short_row]:
+            gen.release(doomed)
+        return []
+
+    before = gen.stats.snapshot()
+    gen.stream([Request(short_row, 3), Request(doomed, 40), Request(long_row, 12)], SAMPLE, [], on_done)
+    assert reported == [short_row, long_row]
+    for path in (short_row, long_row):
+        assert_matches_recompute(model64, gen.token_ids(path), outs[path])
+    # three rows for the short row's 3 tokens, then the long row alone: the released row stopped
+    assert gen.stats.since(before).decode_tokens == 3 * 3 - 3 + (12 - 3)
+
+
 def test_batched_greedy_equals_one_path_at_a_time(model, tokenizer, prompts):
     greedy = SamplingParams(temperature=0.0)
     gen = HFGenerator(model, tokenizer)

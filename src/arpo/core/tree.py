@@ -207,6 +207,25 @@ class RolloutTree:
             raise ValueError("a tool node records at least one call")
         return self._add(Role.TOOL, parent, token_ids=list(token_ids), tool_calls=list(tool_calls))
 
+    def adopt(self, other: RolloutTree, child: Node) -> None:
+        """Move ``child`` — a segment under the root of ``other``, a tree of the same prompt — and its
+        descendants under this tree's root, after this tree's nodes, in ``other``'s node order; the
+        moved nodes get this tree's next ids. (A speculative fill is sampled in a tree of its own
+        until the rollout knows it is kept: :mod:`arpo.rollout`.)"""
+        if child.parent is not other.root:
+            raise ValueError("only a segment directly under the other tree's root can be adopted")
+        if other.root.token_ids != self.root.token_ids:
+            raise ValueError("a segment can be adopted only from a tree of the same prompt")
+        below = {id(n) for n in other.walk() if any(a is child for a in n.path())}
+        moved = [n for n in other.nodes if id(n) in below]
+        other.nodes = [n for n in other.nodes if id(n) not in below]
+        other.root.children.remove(child)
+        child.parent = self.root
+        self.root.children.append(child)
+        for node in moved:
+            node.id = len(self.nodes)
+            self.nodes.append(node)
+
     # ----- derived views -------------------------------------------------------------------
     def leaves(self) -> list[Node]:
         return [node for node in self.nodes if not node.children and node is not self.root]

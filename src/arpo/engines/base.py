@@ -163,7 +163,8 @@ class Generator(Protocol):
         """Number of tokens of the path."""
 
     def release(self, path: int) -> None:
-        """Forget a path and free its cached state."""
+        """Forget a path and free its cached state. A path that a ``stream`` is decoding may be
+        released from ``on_done``: it stops there and is never reported."""
 
     def update_weights(self, model: Any) -> None:
         """Sample from ``model``'s current weights from now on; no cached state may predate them."""

@@ -290,7 +290,8 @@ class HFGenerator:
         nothing for a fork with stored logits) then run in the running rows' decode step, as one
         right-aligned block, when the padding costs little (:data:`JOIN_PADDING`), else in a
         forward of their own before the merge. Then all rows sample together. A row that stops
-        leaves the batch at once. Without joins this is exactly the batched decode of ``generate``.
+        leaves the batch at once, and so does a running path that ``on_done`` releases (it is never
+        reported). Without joins this is exactly the batched decode of ``generate``.
         """
         window = self.stop_window_tokens or max([len(s) for s in stop_strings] + [1]) + 2
         run = _Running()
@@ -343,6 +344,11 @@ class HFGenerator:
                     done.append((path, out))
                 run = run.kept(keep, tokens) if keep else _Running()
             waiting = list(on_done(done)) if done else []
+            if done and run.rows:  # a path released by on_done stops here, unreported
+                live_rows = [b for b, path in enumerate(run.paths) if path in self._paths]
+                if len(live_rows) < len(run.rows):
+                    assert run.tokens is not None
+                    run = run.kept(live_rows, run.tokens) if live_rows else _Running()
             if not run.rows and not waiting:
                 return
 
