@@ -20,7 +20,6 @@ tasks is not paired); a data set only one run has is listed and not compared.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -30,6 +29,8 @@ from statistics import fmean
 from typing import Any
 
 from arpo.report.markdown import Table, fmt
+from arpo.tasks.errors import TaskLoadError
+from arpo.tasks.readers import read_rows
 
 RECORD_FIELDS = ("dataset", "task_id", "correct", "tool_calls")
 
@@ -60,28 +61,22 @@ def sign_test_p(wins: int, losses: int) -> float:
 def read_eval_records(path: str | Path) -> list[dict[str, Any]]:
     """The records of an evaluation: its ``records.jsonl``, or the folder (``out_dir``) holding it.
 
-    Raises FileNotFoundError when there is none, and ValueError naming the file and line of a
-    row that is not a JSON object with the fields the comparison needs.
+    Raises FileNotFoundError when there is none, and a ValueError (:class:`TaskLoadError`) naming
+    the file, the row and the field of a row that is not a JSON object with the fields the
+    comparison needs.
     """
     path = Path(path)
     file = path / "records.jsonl" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"{path}: no evaluation records (records.jsonl of an `arpo eval` out_dir)")
     records = []
-    with file.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{file}, line {number}: not JSON ({exc.msg})") from None
-            missing = [f for f in RECORD_FIELDS if not isinstance(row, dict) or f not in row]
-            if missing:
-                raise ValueError(
-                    f"{file}, line {number}: not an evaluation record (missing {', '.join(missing)})"
-                )
-            records.append(row)
+    for number, row in read_rows(str(file), "jsonl", "train"):
+        if isinstance(row, TaskLoadError):
+            raise row
+        missing = [f for f in RECORD_FIELDS if f not in row]
+        if missing:
+            raise TaskLoadError(str(file), "not an evaluation record", number, missing[0])
+        records.append(row)
     if not records:
         raise ValueError(f"{file}: no records")
     return records
