@@ -49,6 +49,14 @@ its own continuation from the next round on. The decision is recorded on the too
 paths have all ended with fewer than M leaves starts the missing ones together, as fresh samples
 forked from the cached prompt.
 
+Speculative fills (``speculative_fills``, continuous scheduling): the M − N fills start with the
+initial samples instead, each in a tree of its own; they never branch. Whenever a tree's branches
+leave fewer free places than it holds fills, the newest are cancelled (released: the generator
+stops them). When the tree's other paths have all ended, it adopts the fills left
+(:meth:`~arpo.core.tree.RolloutTree.adopt`), which are then exactly the missing ones. Fills are
+independent samples and which are kept depends only on the number of branches, so the trees'
+distribution is unchanged.
+
 AEPO's options (:mod:`arpo.core.branching`): with ``consecutive_penalty`` the score of a decision
 is damped by the branchings just before it on the path (l is recorded on the decision); with
 ``pre_monitor`` each prompt starts one initial sample, which takes no decisions, and when it ends
