@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
-from arpo.engines.base import Continuation, GeneratorStats, OnDone, Request, SamplingParams, stream_in_rounds
+from arpo.engines.base import Continuation, GeneratorStats, SamplingParams, StreamsByRounds
 
 
-class ReplayGenerator:
+class ReplayGenerator(StreamsByRounds):
     """Writes the given model segments, one per ``generate`` call, with zero log-probs and
     entropies; a segment ending with the tokenizer's EOS finishes with ``eos``, any other stops at
     the stop string it ends with. Everything else is left to the real rollout loop."""
@@ -57,15 +57,6 @@ class ReplayGenerator:
             stop = next(s for s in stop_strings if text.endswith(s))
             out.append(Continuation(ids, zeros, zeros, "stop", stop))
         return out
-
-    def stream(
-        self,
-        requests: Sequence[Request],
-        sampling: SamplingParams,
-        stop_strings: Sequence[str],
-        on_done: OnDone,
-    ) -> None:
-        stream_in_rounds(self, requests, sampling, stop_strings, on_done)
 
     def length(self, path: int) -> int:
         return len(self.paths[path])

@@ -284,8 +284,9 @@ class ArpoRollout:
             rounds += 1
             ended = [running.pop(handle) for handle, _ in done]
             new = self._advance(ended, [out for _, out in done], rng)
-            for tree in trees:  # branches take the places of the newest speculative fills
-                tree_spares = spares.get(id(tree), [])
+            branched = {id(p.tree): p.tree for p in new if p.node.origin is Origin.BRANCH}
+            for key, tree in branched.items():  # branches take the places of the newest speculative fills
+                tree_spares = spares.get(key, [])
                 over = len(tree_spares) - (cfg.branching.rollouts_per_prompt - _paths_started(tree))
                 for path in tree_spares[len(tree_spares) - over :] if over > 0 else []:
                     running.pop(path.handle, None)

@@ -21,7 +21,7 @@ continued as ``generate`` would; at each step where some requests end, ``on_done
 batch order) and returns the requests that join next (a path after its tool result, a branch, a
 fresh sample). ``on_done`` may fork, extend and release any path that is not running. The call
 returns when nothing runs and ``on_done`` returned nothing. Engines that decode a batch to its
-end before taking new work implement it with :func:`stream_in_rounds`.
+end before taking new work get it from :class:`StreamsByRounds`.
 
 ``fork(path, at)`` makes a new path equal to the first ``at`` tokens of ``path``; engines reuse the
 parent's cached state for that prefix instead of recomputing it. ``stats`` counts tokens pushed
@@ -108,6 +108,20 @@ def stream_in_rounds(
             [r.path for r in requests], [r.max_new_tokens for r in requests], sampling, stop_strings
         )
         requests = list(on_done([(r.path, out) for r, out in zip(requests, outs, strict=True)]))
+
+
+class StreamsByRounds:
+    """:meth:`Generator.stream` for an engine that decodes a batch to its end before it takes new
+    work: :func:`stream_in_rounds` over the engine's own ``generate``."""
+
+    def stream(
+        self,
+        requests: Sequence[Request],
+        sampling: SamplingParams,
+        stop_strings: Sequence[str],
+        on_done: OnDone,
+    ) -> None:
+        stream_in_rounds(self, requests, sampling, stop_strings, on_done)  # type: ignore[arg-type]
 
 
 def requests_to_run(paths: Sequence[int], max_new_tokens: Sequence[int]) -> list[int]:

@@ -6,8 +6,9 @@ a tree, a trajectory up to a tool result its branches fork from) reuse those blo
 ``block_size`` tokens. So ``fork`` copies ids and nothing else, ``prefill`` computes the prompts
 once (a one-token request whose token is discarded) before their trajectories fan out, and
 ``generate`` sends each path's ids as a ``TokensPrompt``: token ids in and out, never text.
-``stream`` runs by rounds: requests that end wait for the round's other requests, and join the
-next ``generate`` call.
+``stream`` runs by rounds (:class:`~arpo.engines.base.StreamsByRounds`): each ``generate`` call
+is one ``LLM.generate``, which batches continuously inside; requests that end wait for the
+round's other requests and join the next call.
 
 Per generate request: ``stop`` = the protocol's stop strings (matched by vLLM's incremental
 detokenizer with special tokens kept, so tags that are special tokens match too), the stop string
@@ -44,15 +45,7 @@ from typing import Any
 import torch
 
 from arpo.core.entropy import topk_entropy_estimate
-from arpo.engines.base import (
-    Continuation,
-    GeneratorStats,
-    OnDone,
-    Request,
-    SamplingParams,
-    requests_to_run,
-    stream_in_rounds,
-)
+from arpo.engines.base import Continuation, GeneratorStats, SamplingParams, StreamsByRounds, requests_to_run
 from arpo.engines.vllm_options import VLLMOptions
 
 logger = logging.getLogger(__name__)
@@ -140,7 +133,7 @@ def policy_weights(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
     return [(name, tensor.detach()) for name, tensor in _full_model(model).state_dict().items()]
 
 
-class VLLMGenerator:
+class VLLMGenerator(StreamsByRounds):
     """Batched sampling over many paths with vLLM; see the module docstring."""
 
     def __init__(self, model_dir: str | Path, options: VLLMOptions, *, dtype: str) -> None:
@@ -278,17 +271,6 @@ class VLLMGenerator:
             self._get(paths[i]).extend(outs[i].token_ids)
             self.stats.decode_tokens += len(outs[i].token_ids)
         return outs
-
-    def stream(
-        self,
-        requests: Sequence[Request],
-        sampling: SamplingParams,
-        stop_strings: Sequence[str],
-        on_done: OnDone,
-    ) -> None:
-        """By rounds (:func:`~arpo.engines.base.stream_in_rounds`): each ``generate`` call is one
-        ``LLM.generate``, which batches continuously inside; requests join at the next call."""
-        stream_in_rounds(self, requests, sampling, stop_strings, on_done)
 
     def _run(self, prompts: list[list[int]], params: list[Any]) -> list[Any]:
         if self._weights_dropped:
