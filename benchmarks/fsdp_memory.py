@@ -1,11 +1,13 @@
-"""Per-process memory of data parallelism (DDP) vs FSDP2 (``train.fsdp``) for the same model, in one run.
+"""Per-process memory of data parallelism (DDP) vs FSDP2 (``train.fsdp``) vs DeepSpeed ZeRO-2 for the
+same model, in one run.
 
-Launches the same SFT workload twice with ``torchrun --nproc_per_node 2`` on the CPU (gloo): a
+Launches the same SFT workload once per mode with ``torchrun --nproc_per_node 2`` on the CPU (gloo): a
 randomly initialised Llama (``--hidden``, ``--layers``; float32, AdamW) trained on random token
 rows, 4 rows of ``--tokens`` tokens per step, micro-batches of 1. Each process reports
 
 * the training state it holds after the steps: its parameters (its shards under FSDP) and AdamW
-  moments, counted from the tensors (gradients are freed after each step);
+  moments, under ZeRO-2 also its partition of the float32 master weights, counted from the
+  tensors (gradients are freed after each step; ZeRO-2 keeps its gradient partition, not counted);
 * what the model and training added to its resident memory: at its peak (``ru_maxrss``) and after
   the steps, both minus its resident memory just before the model was built. The workers run with
   ``MALLOC_MMAP_THRESHOLD_=131072`` so that glibc returns freed tensors to the system: with its
@@ -17,12 +19,15 @@ rows, 4 rows of ``--tokens`` tokens per step, micro-batches of 1. Each process r
     .venv/bin/python benchmarks/fsdp_memory.py --hidden 1024 --layers 8
 
 RL under FSDP also holds a full float32 copy of the weights to sample from (4 bytes per
-parameter; docs/distributed.md): add it to the FSDP rows for an RL run.
+parameter; docs/distributed.md): add it to the FSDP rows for an RL run. The ZeRO-2 mode runs in
+float32 (DeepSpeed's CPU accelerator) and is left out, with a note, when DeepSpeed is not installed
+(the ``deepspeed`` extra).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -35,7 +40,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import describe, machine, table, timed  # noqa: E402
 
-MODES = ("ddp", "fsdp")
+MODES = ("ddp", "fsdp", "zero2")
+ZERO2 = {
+    "train_micro_batch_size_per_gpu": 1,
+    "gradient_accumulation_steps": 1,
+    "zero_optimization": {"stage": 2},
+}
+"""DeepSpeed ZeRO-2 in float32, clipping as the SFT config's (``gradient_clipping`` filled in by arpo)."""
+
+
+def _environment(mode: str, out: str) -> dict[str, str]:
+    """What the launcher sets for ``mode``: gloo data parallelism for DDP and FSDP, DeepSpeed's
+    environment (as ``accelerate launch`` with a DeepSpeed config sets it) for ZeRO-2."""
+    if mode != "zero2":
+        return {"ACCELERATE_USE_CPU": "true"}
+    config = Path(out) / "zero2.json"
+    config.write_text(json.dumps({**ZERO2, "gradient_clipping": "auto"}))
+    return {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_CONFIG_FILE": str(config)}
 
 
 def _rss_mb() -> float:
@@ -84,6 +105,8 @@ def worker(mode: str, args: argparse.Namespace) -> None:
     optimizer = sum(
         _local_bytes(t) for s in trainer.optimizer.state.values() for t in s.values() if t.dim() > 0
     )
+    zero = getattr(trainer.optimizer, "optimizer", None)  # DeepSpeed's ZeRO optimizer (its master weights)
+    optimizer += sum(_local_bytes(t) for t in getattr(zero, "single_partition_of_fp32_groups", []))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
     result = {
         "parameters": sum(p.numel() for p in model.parameters()) if mode == "ddp" else None,
@@ -114,14 +137,12 @@ def main() -> None:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if torchrun is None:
         sys.exit("torchrun was not found beside this Python")
-    env = {
-        **os.environ,
-        "ACCELERATE_USE_CPU": "true",
-        "OMP_NUM_THREADS": "1",
-        "MALLOC_MMAP_THRESHOLD_": "131072",
-    }
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
+    modes = [m for m in MODES if m != "zero2" or importlib.util.find_spec("deepspeed") is not None]
+    if "zero2" not in modes:
+        print("DeepSpeed is not installed (the deepspeed extra): the ZeRO-2 rows are left out")
     with tempfile.TemporaryDirectory() as out:
-        for port, mode in enumerate(MODES, start=29561):
+        for port, mode in enumerate(modes, start=29561):
             options = [
                 "--hidden",
                 str(args.hidden),
@@ -132,11 +153,13 @@ def main() -> None:
             ]
             options += ["--repeats", str(args.repeats), "--worker", mode, "--out", out]
             command = [torchrun, "--nproc_per_node", "2", "--master_port", str(port), __file__, *options]
-            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            done = subprocess.run(
+                command, env={**env, **_environment(mode, out)}, capture_output=True, text=True
+            )
             if done.returncode != 0:
                 sys.exit(f"{mode} failed:\n{done.stderr[-4000:]}")
         results = {
-            (m, r): json.loads((Path(out) / f"{m}-{r}.json").read_text()) for m in MODES for r in (0, 1)
+            (m, r): json.loads((Path(out) / f"{m}-{r}.json").read_text()) for m in modes for r in (0, 1)
         }
     parameters = results["ddp", 0]["parameters"]
     print(
@@ -160,11 +183,13 @@ def main() -> None:
         "peak_mb": "memory added at peak",
         "after_mb": "memory added after",
     }
-    for key, label in labels.items():
-        ratio = max(results["fsdp", r][key] for r in (0, 1)) / max(results["ddp", r][key] for r in (0, 1))
-        print(f"FSDP / DDP, {label} (largest rank): {ratio:.2f}")
-    step = results["fsdp", 0]["step_s"] / results["ddp", 0]["step_s"]
-    print(f"FSDP / DDP, step time (rank 0): {step:.2f}")
+    for mode in modes[1:]:
+        name = {"fsdp": "FSDP", "zero2": "ZeRO-2"}[mode]
+        for key, label in labels.items():
+            ratio = max(results[mode, r][key] for r in (0, 1)) / max(results["ddp", r][key] for r in (0, 1))
+            print(f"{name} / DDP, {label} (largest rank): {ratio:.2f}")
+        step = results[mode, 0]["step_s"] / results["ddp", 0]["step_s"]
+        print(f"{name} / DDP, step time (rank 0): {step:.2f}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,14 @@ those of step 0 (greedy validation on 5 tasks, split 3/2 between the processes).
 ``nan-loss-on-rank-1``, process 1 reports a NaN loss for every update (its gradient stays finite),
 so only the processes' agreement makes process 0 skip the updates too. With ``fsdp``, the model is
 sharded (``train.fsdp``) and the saved parameters are those rollouts sample from after the step
-(the full copy), with the gathered ones beside them (``gathered``). ``+more`` (e.g.
+(the full copy), with the gathered ones beside them (``gathered``). With ``deepspeed`` (launched
+with accelerate's DeepSpeed environment) the saved file also holds the engine's step count
+(``engine_steps``); ``deepspeed+nan-grad`` makes every loss of process 1 NaN, so the reduced gradient
+is NaN and the engine must skip every update. With ``vllm`` every process rolls out with its own
+vLLM engine (a model with vLLM's smallest CPU head size) and saves whether, after the step, its
+engine's greedy continuation equals transformers' on the updated weights (``engine_synced``);
+``fsdp+vllm`` feeds the engines from the sharded model's full copy.
+``+more`` (e.g.
 ``fsdp+more``) adds two PPO epochs, a KL term against a reference model and bf16 autocast. The
 learner's layout is ``tree``, or ``prefix`` with that argument (two forwards of the DDP module
 before each backward).
@@ -20,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from arpo.engines.base import SamplingParams
+from arpo.engines.hf import HFGenerator
 from arpo.eval.sampling import SamplingConfig
 from arpo.eval.sources import LoadedDataset
 from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
@@ -41,9 +50,19 @@ def validator(tokenizer, tools: ToolBox) -> Validator:
     return Validator(1, [ValidationSet(data, tools)], sampling, rollout, tokenizer, count_ones)
 
 
+def engine_synced(engine, model, tokenizer) -> bool:
+    """Whether ``engine`` continues a prompt greedily as transformers does with ``model``."""
+    prompt = tokenizer.encode("what is 1+1?")
+    greedy = SamplingParams(temperature=0)
+    ours = engine.generate([engine.add_path(prompt)], [20], greedy, [])[0]
+    hf = HFGenerator(model, tokenizer)
+    return ours.token_ids == hf.generate([hf.add_path(prompt)], [20], greedy, [])[0].token_ids
+
+
 def main(out: Path, mode: str) -> None:
     tokenizer = build_char_tokenizer()
-    model = build_tiny_llama(tokenizer, seed=0)
+    vllm = mode.endswith("vllm")
+    model = build_tiny_llama(tokenizer, seed=0, **({"hidden_size": 128, "num_heads": 4} if vllm else {}))
     fsdp, more = mode.startswith("fsdp"), mode.endswith("+more")
     extra = {"ppo_epochs": 2, "loss": {"kl_coef": 0.05}, "mixed_precision": "bf16"} if more else {}
     config = RLConfig.model_validate(
@@ -56,6 +75,7 @@ def main(out: Path, mode: str) -> None:
             "rollout": {
                 "branching": {"rollouts_per_prompt": 4, "initial_rollouts": 2, "entropy_window": 4},
                 "max_response_tokens": 24,
+                **({"engine": "vllm", "vllm": {"kv_cache_gib": 0.25, "max_model_len": 512}} if vllm else {}),
             },
             "optim": {"lr": 1e-2},
             "logging": {"tensorboard": False},
@@ -77,13 +97,21 @@ def main(out: Path, mode: str) -> None:
         if mode == "nan-loss-on-rank-1" and trainer.rank == 1:
             step = trainer.clip_and_step
             trainer.clip_and_step = lambda loss: step(float("nan"))
+        if mode == "deepspeed+nan-grad" and trainer.rank == 1:
+            backward = trainer.backward
+            trainer.backward = lambda loss: backward(loss * float("nan"))
         initial, metrics = trainer.train()  # step 0: validation of the starting policy
         gathered = gather_full_state(trainer.model, main_only=False) if fsdp else None
+        synced = (
+            engine_synced(trainer.rollout.generator, trainer.sampling_policy, tokenizer) if vllm else None
+        )
         torch.save(
             {
                 "params": trainer.sampling_policy.state_dict(),
                 "gathered": gathered,
                 "world": trainer.world,
+                "engine_steps": trainer.model.global_steps if trainer.deepspeed else None,
+                "engine_synced": synced,
                 "metrics": metrics,
                 "initial": initial,
             },

@@ -13,8 +13,9 @@ from unittest import mock
 import pytest
 import torch
 import yaml
+from accelerate import Accelerator
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
-from accelerate.utils import DeepSpeedPlugin, prepare_deepspeed_cmd_env
+from accelerate.utils import DeepSpeedPlugin, DistributedType, prepare_deepspeed_cmd_env
 from transformers import AutoModelForCausalLM
 
 from arpo.models.loading import PolicyConfig, load_policy
@@ -132,10 +133,10 @@ def test_parameter_digest_sees_a_one_ulp_change():
     assert parameter_digest(model) != before
 
 
-def test_accelerates_sharding_plugins_are_refused_with_the_way_to_shard(tmp_path, monkeypatch):
+def test_accelerates_fsdp_plugin_is_refused_with_the_way_to_shard(tmp_path, monkeypatch):
     tokenizer = build_char_tokenizer()
-    monkeypatch.setattr(TrainLoop, "shards_state", lambda self: True)
-    with pytest.raises(ValueError, match="plugin is not used by arpo's trainers: shard with train.fsdp"):
+    monkeypatch.setattr(Accelerator, "distributed_type", property(lambda self: DistributedType.FSDP))
+    with pytest.raises(ValueError, match="FSDP plugin is not used by arpo's trainers: shard with train.fsdp"):
         _Idle(LoopConfig(steps=1, **QUIET), build_tiny_llama(tokenizer, seed=0), tokenizer, tmp_path, 1)
 
 
@@ -156,10 +157,9 @@ def test_cpu_config_starts_two_processes_through_torchrun():
     assert args.multi_gpu and not args.cpu and args.num_processes == 2
 
 
-@pytest.mark.parametrize("stage", [2, 3])
-def test_deepspeed_configs_are_accepted_by_accelerate(stage, monkeypatch):
+def test_deepspeed_config_is_accepted_by_accelerate(monkeypatch):
     monkeypatch.chdir(ROOT)  # the configs name their DeepSpeed JSON relative to the repository root
-    args, defaults, mixed_precision_from_config = _launch_args(f"deepspeed_zero{stage}")
+    args, defaults, mixed_precision_from_config = _launch_args("deepspeed_zero2")
     assert args.use_deepspeed
     fields = list(defaults.deepspeed_config) + ["mixed_precision"] * mixed_precision_from_config
     args.deepspeed_fields_from_accelerate_config = ",".join(fields)
@@ -167,7 +167,5 @@ def test_deepspeed_configs_are_accepted_by_accelerate(stage, monkeypatch):
     with mock.patch.dict(os.environ, env):
         plugin = DeepSpeedPlugin()  # raises on settings that conflict with the JSON file
     ds = plugin.deepspeed_config
-    assert plugin.zero_stage == stage and ds["bf16"]["enabled"] is True
+    assert plugin.zero_stage == 2 and ds["bf16"]["enabled"] is True
     assert isinstance(ds["train_micro_batch_size_per_gpu"], int), "arpo prepares no DataLoader"
-    if stage == 3:
-        assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True

@@ -19,11 +19,18 @@ from tests.train.ddp_worker import validator
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def launch(tmp_path: Path, port: int, *worker_args: str) -> tuple[dict, dict]:
-    """Run tests/train/ddp_worker.py in 2 gloo processes; returns what each process saved."""
+CPU_DATA_PARALLEL = {"ACCELERATE_USE_CPU": "true"}
+"""The environment that makes accelerate run data parallelism over gloo on a CPU."""
+
+
+def launch(
+    tmp_path: Path, port: int, *worker_args: str, env: dict[str, str] = CPU_DATA_PARALLEL
+) -> tuple[dict, dict]:
+    """Run tests/train/ddp_worker.py in 2 gloo processes (``env`` added to this one's); returns what
+    each process saved."""
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun is not None
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **env, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [
             torchrun,

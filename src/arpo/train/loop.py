@@ -7,7 +7,9 @@ processes because the gradient all-reduce averages. Metrics are averaged over pr
 the main process writes metrics and checkpoints. With ``fsdp`` the model is sharded instead
 (:mod:`arpo.train.sharding`): every process runs the same number of learner passes
 (:meth:`TrainLoop.accumulation`), checkpoints gather the weights and write the optimizer state
-sharded. ``check_replicas_every`` checks that DDP processes' parameters stay bitwise identical.
+sharded. Under accelerate's DeepSpeed (ZeRO-1/2) the engine accumulates, clips and steps, once per
+optimizer step (:mod:`arpo.train.deepspeed_zero`; :meth:`TrainLoop.backward`, :meth:`TrainLoop.clip_and_step`).
+``check_replicas_every`` checks that DDP processes' parameters stay bitwise identical.
 
 A subclass provides ``train_step() -> metrics`` and uses ``self.model`` (wrapped by accelerate, or
 sharded), ``self.policy`` (the unwrapped module, e.g. for its config and saving),
@@ -68,6 +70,12 @@ from arpo.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
     staging_dir,
+)
+from arpo.train.deepspeed_zero import (
+    load_zero_optimizer,
+    prepare_config,
+    process_backend,
+    save_zero_optimizer,
 )
 from arpo.train.errors import CheckpointWriteError, NonFiniteError, Preempted
 from arpo.train.layout import AUTO_CANDIDATES, MiniBatch, Packing, build_minibatch
@@ -145,6 +153,15 @@ class LoopConfig(BaseModel):
         return self
 
 
+OptimizerLayout = Literal["one file", "train.fsdp", "DeepSpeed"]
+_LAYOUT_RUN = {
+    "one file": "neither train.fsdp nor DeepSpeed",
+    "train.fsdp": "train.fsdp",
+    "DeepSpeed": "DeepSpeed",
+}
+_LAYOUT_STATE = {"one file": "one file", "train.fsdp": "sharded", "DeepSpeed": "ZeRO partitions"}
+
+
 def process_state() -> PartialState:
     """accelerate's process state, set up on first use (``torch.distributed`` when several processes
     were launched); ``ACCELERATE_USE_CPU=true`` selects the CPU and gloo, as it does for ``Accelerator``.
@@ -154,7 +171,10 @@ def process_state() -> PartialState:
     would train alone and write the same run folder.
     """
     launched = int(os.environ.get("WORLD_SIZE", "1"))
-    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    backend = process_backend()  # gloo for DeepSpeed without GPUs (arpo.train.deepspeed_zero)
+    state = PartialState(
+        cpu=parse_flag_from_env("ACCELERATE_USE_CPU"), **({"backend": backend} if backend else {})
+    )
     if launched > 1 and state.num_processes == 1:
         raise ValueError(
             f"{launched} processes were launched (WORLD_SIZE={launched}) but accelerate runs this one alone "
@@ -188,11 +208,20 @@ class TrainLoop:
         self.run_dir = Path(run_dir)
         process_state()
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
-        if self.shards_state():
+        if self.accelerator.distributed_type == DistributedType.FSDP:
             raise ValueError(
-                f"accelerate's {self.accelerator.distributed_type.value} plugin is not used by arpo's trainers: "
-                "shard with train.fsdp (FSDP2, launched with accelerate launch --multi_gpu or torchrun), or "
-                "use data parallelism (docs/distributed.md, 'Sharded training')"
+                "accelerate's FSDP plugin is not used by arpo's trainers: shard with train.fsdp (FSDP2, launched "
+                "with accelerate launch --multi_gpu or torchrun), or use data parallelism (docs/distributed.md, "
+                "'Sharded training')"
+            )
+        self.deepspeed = self.accelerator.distributed_type == DistributedType.DEEPSPEED
+        """Whether ``self.model`` is a DeepSpeed ZeRO-1/2 engine (:mod:`arpo.train.deepspeed_zero`)."""
+        if self.deepspeed:
+            prepare_config(
+                self.accelerator.state.deepspeed_plugin.deepspeed_config,
+                fsdp=config.fsdp is not None,
+                lora=hasattr(model, "peft_config"),
+                grad_clip=config.optim.grad_clip,
             )
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
@@ -234,11 +263,6 @@ class TrainLoop:
         self.skipped_in_step = 0
 
     # ----- data parallelism -------------------------------------------------------------------
-    def shards_state(self) -> bool:
-        """Whether accelerate was launched with its FSDP or DeepSpeed plugin (refused: arpo shards with
-        ``train.fsdp`` itself)."""
-        return self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
-
     @property
     def sampling_policy(self) -> torch.nn.Module:
         """The plain module with the current full weights that rollouts and validation sample from:
@@ -374,18 +398,33 @@ class TrainLoop:
         """A one-token forward and zero-loss backward through the learner's model: joins the
         collectives of a micro-batch this process has no data for."""
         ids = torch.full((1, 1), self.pad_id, dtype=torch.long, device=self.accelerator.device)
-        self.accelerator.backward(self.model(input_ids=ids).logits.sum() * 0.0)
+        self.backward(self.model(input_ids=ids).logits.sum() * 0.0)
 
     def train_step(self) -> dict[str, Any]:
         raise NotImplementedError
 
     # ----- state -----------------------------------------------------------------------------
+    @property
+    def optimizer_layout(self) -> OptimizerLayout:
+        """How checkpoints hold the optimizer state: in ``trainer_state.pt`` ("one file"), or written by
+        every process into ``optimizer/`` ("train.fsdp": torch.distributed.checkpoint shards;
+        "DeepSpeed": ZeRO partitions)."""
+        return (
+            "train.fsdp"
+            if self.loop_config.fsdp is not None
+            else "DeepSpeed"
+            if self.deepspeed
+            else "one file"
+        )
+
     def state_dict(self) -> dict[str, Any]:
-        """The trainer's state for ``trainer_state.pt``; under FSDP the optimizer's is written sharded
-        beside it (:meth:`save`) and left out here."""
-        optimizer = {"optimizer": self.optimizer.state_dict()} if self.loop_config.fsdp is None else {}
+        """The trainer's state for ``trainer_state.pt``; under FSDP or DeepSpeed the optimizer's is
+        written by every process beside it (:meth:`save`) and left out here."""
+        layout = self.optimizer_layout
+        optimizer = {"optimizer": self.optimizer.state_dict()} if layout == "one file" else {}
         return {
             "step": self.step,
+            "optimizer_layout": layout,
             **optimizer,
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
@@ -400,7 +439,7 @@ class TrainLoop:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (subclasses that save more restore it here too)."""
-        if self.loop_config.fsdp is None:  # under FSDP it is read from the shards (:meth:`resume`)
+        if self.optimizer_layout == "one file":  # otherwise read from optimizer/ (:meth:`resume`)
             self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
@@ -422,19 +461,23 @@ class TrainLoop:
         if checkpoint is None:
             return None
         state = load_state(checkpoint)
-        sharded = "optimizer" not in state
-        if sharded != (self.loop_config.fsdp is not None):
+        # checkpoints written before DeepSpeed was supported name no layout: one file, or FSDP shards
+        written = state.get("optimizer_layout", "one file" if "optimizer" in state else "train.fsdp")
+        if written != self.optimizer_layout:
             raise ValueError(
-                f"{checkpoint} was written {'with' if sharded else 'without'} train.fsdp (its optimizer state is "
-                f"{'sharded' if sharded else 'one file'}): resume it {'with' if sharded else 'without'} train.fsdp"
+                f"{checkpoint} was written with {_LAYOUT_RUN[written]} (its optimizer state is "
+                f"{_LAYOUT_STATE[written]}): resume it with {_LAYOUT_RUN[written]}"
             )
-        if sharded and not (checkpoint / OPTIMIZER_DIR).is_dir():
+        folder = checkpoint / OPTIMIZER_DIR
+        if written != "one file" and not folder.is_dir():
             raise ValueError(
                 f"{checkpoint} has no {OPTIMIZER_DIR}/ folder: its sharded optimizer state is missing"
             )
         self.load_state_dict(state)
-        if sharded:
-            load_sharded_optimizer(self.model, self.optimizer, checkpoint / OPTIMIZER_DIR)
+        if written == "train.fsdp":
+            load_sharded_optimizer(self.model, self.optimizer, folder)
+        elif written == "DeepSpeed":
+            load_zero_optimizer(self.optimizer, folder, self.world)
         return checkpoint
 
     def save(self) -> Path:
@@ -442,11 +485,14 @@ class TrainLoop:
         under FSDP, writes its shards of the optimizer state into the folder being written), the main
         process writes the rest, and all learn whether it succeeded: a failure raises in every
         process (the main one's error says why)."""
-        sharded = self.loop_config.fsdp is not None
+        sharded = self.optimizer_layout != "one file"
         error: Exception | None = None
         if sharded:
             error = self._stage_sharded_optimizer()
+        if self.loop_config.fsdp is not None:
             weights = checkpoint_weights(self.model)
+        elif self.deepspeed:  # ZeRO-1/2: whole in every process (accelerate's copy would untie tied weights)
+            weights = self.policy.state_dict()
         else:
             weights = self.accelerator.get_state_dict(self.model)
         if self.accelerator.is_main_process and error is None:
@@ -479,8 +525,8 @@ class TrainLoop:
         return checkpoint_dir(self.run_dir, self.step)
 
     def _stage_sharded_optimizer(self) -> CheckpointWriteError | None:
-        """Under FSDP: the main process makes the checkpoint's staging folder, then every process
-        writes its optimizer shards into it. Returns this process's error, if any; every process
+        """Under FSDP or DeepSpeed: the main process makes the checkpoint's staging folder, then every
+        process writes its optimizer shards (ZeRO partition) into it. Returns this process's error, if any; every process
         runs the same collectives whatever fails, and an error in one is an error in all (so the main
         process never commits a checkpoint with missing shards)."""
         error: CheckpointWriteError | None = None
@@ -496,7 +542,11 @@ class TrainLoop:
         if failed:
             return error
         try:
-            save_sharded_optimizer(self.model, self.optimizer, staging / OPTIMIZER_DIR)
+            if self.deepspeed:
+                (staging / OPTIMIZER_DIR).mkdir(exist_ok=True)
+                save_zero_optimizer(self.optimizer, staging / OPTIMIZER_DIR, self.rank, self.world)
+            else:
+                save_sharded_optimizer(self.model, self.optimizer, staging / OPTIMIZER_DIR)
         except Exception as exc:  # torch.distributed.checkpoint raises its own wrapper of OSError
             error = CheckpointWriteError(f"could not write the optimizer shards into {staging}: {exc}")
         (failed,) = self.all_sum(float(error is not None))
@@ -584,15 +634,38 @@ class TrainLoop:
     def micro_step(self, last: bool) -> AbstractContextManager[Any]:
         """Context for one micro-batch's forward and backward: under data parallelism gradients are
         synchronised only on the ``last`` micro-batch of an optimizer step; under FSDP every backward
-        reduce-scatters its gradients into the shards, where they accumulate (:mod:`arpo.train.sharding`)."""
+        reduce-scatters its gradients into the shards, where they accumulate (:mod:`arpo.train.sharding`);
+        under DeepSpeed the engine is told whether this is the step's last micro-batch, where it reduces
+        (:mod:`arpo.train.deepspeed_zero`)."""
+        if self.deepspeed:
+            self.model.set_gradient_accumulation_boundary(last)
+            return nullcontext()
         if last or self.loop_config.fsdp is not None:
             return nullcontext()
         return self.accelerator.no_sync(self.model)
 
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backward of one micro-batch's loss: accelerate's (loss scaling, fp16), or under DeepSpeed the
+        engine's own — accelerate's would step the engine after every micro-batch."""
+        if self.deepspeed:
+            self.model.backward(loss)
+        else:
+            self.accelerator.backward(loss)
+
     def clip_and_step(self, loss: float) -> float:
         """Clip the accumulated gradient (if configured) and apply it — unless ``loss`` (this
         process's loss of the update) or the gradient norm is not finite: then the update is
-        skipped (module docstring). Clears the gradient; returns its norm (before clipping)."""
+        skipped (module docstring). Clears the gradient; returns its norm (before clipping).
+
+        Under DeepSpeed the engine clips, steps and skips a non-finite gradient itself (reporting an
+        infinite norm), which is counted here the same way."""
+        if self.deepspeed:
+            self.model.step()
+            norm = self.model.get_global_grad_norm()
+            norm = float(norm) if norm is not None else 0.0
+            bad_loss, bad_norm = self.all_sum(float(not math.isfinite(loss)), float(not math.isfinite(norm)))
+            self._count_update(loss, norm, bad_loss, bad_norm, applied=not bad_norm)
+            return norm
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = self.loop_config.optim.grad_clip
         if clip is not None:
@@ -602,8 +675,20 @@ class TrainLoop:
         # the norm is global already (gradients are all-reduced, or reduce-scattered into shards whose
         # norm torch combines); a loss is known to its process only
         bad_loss, bad_norm = self.all_sum(float(not math.isfinite(loss)), float(not math.isfinite(norm)))
-        if not (bad_loss or bad_norm):
+        applied = not (bad_loss or bad_norm)
+        if applied or (not bad_loss and self.accelerator.scaler is not None):
+            # fp16: the scaler sees the infinite gradient, skips the update, lowers its scale
             self.optimizer.step()
+        self._count_update(loss, norm, bad_loss, bad_norm, applied)
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    def _count_update(
+        self, loss: float, norm: float, bad_loss: float, bad_norm: float, applied: bool
+    ) -> None:
+        """Count an applied or skipped update (``bad_*``: how many processes saw a non-finite loss or
+        norm) and warn about a skipped one."""
+        if applied:
             self.nonfinite_streak = 0
         else:
             self.skipped_in_step += 1
@@ -616,9 +701,7 @@ class TrainLoop:
                 else f"the gradient norm is {norm}"
             )
             overflow = not bad_loss and self.accelerator.scaler is not None
-            if overflow:  # fp16: the scaler sees the infinite gradient, skips the update, lowers its scale
-                self.optimizer.step()
-            else:
+            if not overflow:
                 self.nonfinite_streak += 1
             logger.warning(
                 "step %d: skipped an optimizer update: %s (%s)",
@@ -626,5 +709,3 @@ class TrainLoop:
                 self.last_nonfinite,
                 "an fp16 overflow" if overflow else f"{self.nonfinite_streak} in a row",
             )
-        self.optimizer.zero_grad(set_to_none=True)
-        return norm

@@ -401,7 +401,7 @@ class RLTrainer(TrainLoop):
                     ref_logprobs=ref[copy_rows, copy_cols] if ref is not None else None,
                     entropies=entropies,
                 )
-                self.accelerator.backward(parts.loss)
+                self.backward(parts.loss)
             loss += parts.loss.item()
             totals["loss/policy"] += parts.pg_loss.item()
             totals["loss/clip_fraction"] += parts.clip_fraction.item()

@@ -88,7 +88,7 @@ class SFTTrainer(TrainLoop):
                 unit = batch.units[i]
                 logprobs, _ = unit.logprobs(self.model)
                 loss = -(batch.scale[unit.copies] * logprobs.float()).sum()
-                self.accelerator.backward(loss)
+                self.backward(loss)
             total += loss.item()
         return {
             "loss/sft": total,
