@@ -15,13 +15,14 @@ import torch
 from arpo.core.tree import Role
 from arpo.engines.base import SamplingParams
 from arpo.engines.hf import HFGenerator
-from arpo.models.tiny import build_tiny_llama
+from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
 from arpo.rollout import ArpoRollout, RolloutConfig
 from arpo.tools import Calculator, ToolBox
 from arpo.train.rl import RLConfig, RLTrainer
 from tests.conftest import train_tool_caller
 from tests.engines.vllm_support import OPTIONS
 from tests.train.helpers import arithmetic_tasks, count_ones
+from tests.train.test_data_parallel import launch
 
 pytestmark = pytest.mark.vllm
 
@@ -141,3 +142,20 @@ def test_cpu_engine_refuses_unsupported_head_sizes_and_sleep(tokenizer, tmp_path
     sleepy = OPTIONS.model_copy(update={"sleep_level": 1})
     with pytest.raises(ValueError, match="sleep_level needs a GPU"):
         VLLMGenerator.from_policy(tiny, tokenizer, sleepy, tmp_path / "b")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["vllm", "fsdp+vllm"], ids=["ddp", "fsdp"])
+def test_each_of_two_training_processes_rolls_out_with_its_own_engine(tmp_path, mode):
+    """Two gloo processes, each with an engine joined to their group (``external_launcher``),
+    decoding its own prompts for its own number of rounds: the step finishes (no collective hangs),
+    the replicas (under FSDP: the full copies) agree, and each engine samples from the updated
+    weights afterwards."""
+    rank0, rank1 = launch(tmp_path, 29581 if mode == "vllm" else 29582, mode)
+    assert rank0["world"] == rank1["world"] == 2
+    assert rank0["metrics"]["rollout/prompts"] == 2, "each process rolls out its half of the 4 prompts"
+    assert rank0["engine_synced"] and rank1["engine_synced"], "greedy continuations equal transformers'"
+    initial = build_tiny_llama(build_char_tokenizer(), seed=0, hidden_size=128, num_heads=4).state_dict()
+    for name, value in rank0["params"].items():
+        assert torch.equal(value, rank1["params"][name]), name
+    assert any(not torch.equal(v, initial[k]) for k, v in rank0["params"].items()), "the step changed nothing"

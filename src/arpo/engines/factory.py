@@ -19,22 +19,21 @@ def build_generator(
     """A generator sampling from ``model``'s current weights.
 
     ``vllm`` starts an in-process vLLM engine from those weights (written once to a temporary
-    Hugging Face folder, removed when the engine has loaded them); it raises a clear error in a
-    multi-process run, where each process would need its own engine (see docs/vllm.md).
+    Hugging Face folder, removed when the engine has loaded them). In a run of several processes
+    every process starts its own engine on its own device, with vLLM's ``external_launcher``
+    executor (the ``torch.distributed`` group the training already runs in), and samples its own
+    prompts: :meth:`~arpo.engines.vllm_options.VLLMOptions.for_processes` (docs/vllm.md).
     """
     if engine == "hf":
         return HFGenerator(model, tokenizer)
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    options = vllm or VLLMOptions()
     if distributed and torch.distributed.get_world_size() > 1:
-        raise ValueError(
-            "rollout.engine=vllm runs one in-process engine and does not support multi-process "
-            "training yet: launch one process (vLLM itself may use several GPUs through "
-            "rollout.vllm.engine_args.tensor_parallel_size)"
-        )
+        options = options.for_processes(torch.distributed.get_world_size())
     from arpo.engines.vllm import VLLMGenerator
 
     folder = tempfile.mkdtemp(prefix="arpo-vllm-")
     try:
-        return VLLMGenerator.from_policy(model, tokenizer, vllm or VLLMOptions(), folder)
+        return VLLMGenerator.from_policy(model, tokenizer, options, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

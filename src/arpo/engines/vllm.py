@@ -128,6 +128,27 @@ def _full_model(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model).merge_and_unload() if getattr(model, "peft_config", None) else model
 
 
+def _write_model_folder(model: torch.nn.Module, tokenizer: Any, folder: Path) -> None:
+    """``model`` as a Hugging Face folder vLLM loads (config, generation config, tokenizer, one
+    safetensors file, each tied tensor stored once under its first name), written by this process
+    whatever its rank: transformers' ``save_pretrained`` writes only from rank 0 of a
+    ``torch.distributed`` group, and in a multi-process run every process starts its own engine."""
+    from safetensors.torch import save_file
+
+    model.config.save_pretrained(folder)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(folder)
+    weights: dict[str, torch.Tensor] = {}
+    stored: set[tuple[int, int, tuple[int, ...]]] = set()
+    for name, tensor in model.state_dict().items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if key not in stored:
+            stored.add(key)
+            weights[name] = tensor.detach().contiguous()
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(folder)
+
+
 def policy_weights(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
     """The policy's full weights under Hugging Face names."""
     return [(name, tensor.detach()) for name, tensor in _full_model(model).state_dict().items()]
@@ -185,8 +206,7 @@ class VLLMGenerator(StreamsByRounds):
         """An engine started from the learner's current weights, saved once into ``workdir``."""
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        _full_model(model).save_pretrained(workdir, safe_serialization=True)
-        tokenizer.save_pretrained(workdir)
+        _write_model_folder(_full_model(model), tokenizer, workdir)
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         return cls(workdir, options, dtype=dtype)
 

@@ -61,3 +61,27 @@ class VLLMOptions(BaseModel):
         default_factory=dict,
         description="Further keyword arguments for vllm.LLM (e.g. tensor_parallel_size).",
     )
+
+    def for_processes(self, processes: int) -> VLLMOptions:
+        """These options for one of ``processes`` training processes, each with its own engine:
+        vLLM's ``external_launcher`` executor, which joins the ``torch.distributed`` group the
+        processes already form instead of starting workers of its own. Each engine decodes its own
+        process's prompts (a different number of requests and rounds per process); vLLM runs no
+        collective for that with one device per engine, so tensor and pipeline parallelism — whose
+        groups would have to decode the same requests in step — are refused."""
+        args = dict(self.engine_args)
+        for name in ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"):
+            if int(args.get(name, 1)) != 1:
+                raise ValueError(
+                    f"rollout.vllm.engine_args.{name}={args[name]} with {processes} training processes: each process "
+                    f"runs its own vLLM engine on its own prompts, so {name} must be 1 (launch one process to "
+                    "spread one engine over several GPUs)"
+                )
+        backend = args.setdefault("distributed_executor_backend", "external_launcher")
+        if backend != "external_launcher":
+            raise ValueError(
+                f"rollout.vllm.engine_args.distributed_executor_backend={backend!r} with {processes} training "
+                "processes: each process's engine joins the training processes' group, which needs "
+                "'external_launcher' (or leave it unset)"
+            )
+        return self.model_copy(update={"engine_args": args})
