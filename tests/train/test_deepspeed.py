@@ -123,6 +123,7 @@ def test_deepspeed_settings_arpo_refuses_name_the_setting_and_the_way_out():
         return config
 
     zero2 = {"zero_optimization": {"stage": 2}}
+    clipped = {"gradient_clipping": 1.0}
     with pytest.raises(ValueError, match="stage 3 .*shard with train.fsdp"):
         check({"zero_optimization": {"stage": 3}})
     with pytest.raises(ValueError, match="stage 0 .*use data parallelism"):
@@ -133,6 +134,13 @@ def test_deepspeed_settings_arpo_refuses_name_the_setting_and_the_way_out():
         check({**zero2, "gradient_clipping": 0.5})
     with pytest.raises(ValueError, match="gradient_clipping is 1.0 but train.optim.grad_clip is None"):
         check({**zero2, "gradient_clipping": 1.0}, grad_clip=None)
+    with pytest.raises(
+        ValueError, match="offload_optimizer is not supported by arpo: .*learning-rate schedule"
+    ):
+        check({**clipped, "zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}})
+    with pytest.raises(ValueError, match="compute_grad_norm: false is not supported"):
+        check({**clipped, "zero_optimization": {"stage": 2, "compute_grad_norm": False}})
+    assert check({**clipped, "zero_optimization": {"stage": 2, "offload_optimizer": {"device": "none"}}})
     with pytest.raises(ValueError, match="train.fsdp and DeepSpeed both shard"):
         check(zero2, fsdp=True)
     with pytest.raises(ValueError, match="model.lora with DeepSpeed is not supported"):
@@ -173,7 +181,7 @@ def test_missing_zero_partitions_name_the_files_and_the_process_count(tmp_path):
         match=r"lacks the ZeRO optimizer partitions \['zero-00000-of-00004.pt', .* of a 4-process run "
         r"\(found: \['zero-00000-of-00002.pt', 'zero-00001-of-00002.pt'\]\)",
     ):
-        load_zero_optimizer(object(), tmp_path, 4)
+        load_zero_optimizer(object(), tmp_path, 4, clip=1.0)
 
 
 def test_a_deepspeed_checkpoint_is_resumed_with_deepspeed_only(tmp_path):

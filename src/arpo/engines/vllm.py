@@ -135,7 +135,9 @@ def _write_model_folder(model: torch.nn.Module, tokenizer: Any, folder: Path) ->
     ``torch.distributed`` group, and in a multi-process run every process starts its own engine."""
     from safetensors.torch import save_file
 
-    model.config.save_pretrained(folder)
+    config = copy.deepcopy(model.config)
+    config.architectures = [type(model).__name__]  # as save_pretrained records it: vLLM picks its model by it
+    config.save_pretrained(folder)
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(folder)
     weights: dict[str, torch.Tensor] = {}

@@ -22,9 +22,13 @@ would step the engine after every micro-batch (its ``sync_gradients`` is always 
 
 **Non-finite updates.** The engine applies the step before arpo could look at the gradient, so
 the skip is the engine's: its ZeRO optimizer checks the reduced gradient for inf/NaN and skips the
-update (arpo turns this check on for bf16, where DeepSpeed leaves it off by default) and reports an
-infinite gradient norm, which arpo counts as a skipped update. A non-finite loss reaches the
-gradient and is caught there.
+update (arpo makes sure the check is on in bf16, ``bf16.check_grad_overflow``) and reports an
+infinite gradient norm; arpo counts every update the engine did not apply (``was_step_applied``)
+as skipped — with fp16 loss scaling a skip with finite losses is an overflow of the scaled
+gradient, not counted towards ``optim.max_consecutive_nonfinite``, as without DeepSpeed. A
+non-finite loss almost always makes the gradient non-finite and is caught there; one whose
+gradient stays finite (a 0·inf term) is applied by the engine, with a warning, where arpo without
+DeepSpeed would skip it.
 
 **Checkpoints.** The weights are whole in every process and written as the usual Hugging Face
 folder. The ZeRO optimizer state (moments and float32 master weights) is partitioned: every
@@ -35,8 +39,9 @@ restores the master weights exactly).
 **Refused**, with the reason in the error: ZeRO stage 0 (data parallelism does it), stage 3 (the
 parameters themselves are partitioned: rollouts and checkpoints would need them gathered;
 ``train.fsdp`` shards parameters and is tested), ``train.fsdp`` together with DeepSpeed, LoRA
-(the adapter is small: use data parallelism), ``gradient_accumulation_steps`` other than 1, and a
-``gradient_clipping`` that differs from ``train.optim.grad_clip``. ``ACCELERATE_USE_CPU=true``
+(the adapter is small: use data parallelism), ``gradient_accumulation_steps`` other than 1, a
+``gradient_clipping`` that differs from ``train.optim.grad_clip``, offloading (DeepSpeed's CPU Adam
+would not follow arpo's learning-rate schedule after a resume) and ``compute_grad_norm: false``. ``ACCELERATE_USE_CPU=true``
 with DeepSpeed is refused too: accelerate would then silently run data parallelism.
 
 On a machine without GPUs DeepSpeed runs on its CPU accelerator; :func:`process_backend` makes
@@ -123,6 +128,18 @@ def prepare_config(ds_config: dict[str, Any], *, fsdp: bool, lora: bool, grad_cl
             'set them equal or gradient_clipping to "auto" (0 in the DeepSpeed config means no clipping, as null '
             "does in arpo's)"
         )
+    zero = ds_config.get("zero_optimization", {})
+    for offload in ("offload_optimizer", "offload_param"):
+        if (zero.get(offload) or {}).get("device", "none") != "none":
+            raise ValueError(
+                f"DeepSpeed zero_optimization.{offload} is not supported by arpo: an offloaded optimizer is "
+                "DeepSpeed's own CPU Adam, which arpo's learning-rate schedule does not reach after a resume"
+            )
+    if zero.get("compute_grad_norm") is False:
+        raise ValueError(
+            "DeepSpeed zero_optimization.compute_grad_norm: false is not supported: arpo logs the gradient norm "
+            "and DeepSpeed clips with it (remove the setting)"
+        )
     if ds_config.get("bf16", {}).get("enabled") in (True, "auto"):
         ds_config["bf16"]["check_grad_overflow"] = True
 
@@ -136,10 +153,11 @@ def save_zero_optimizer(optimizer: Any, folder: Path, rank: int, world: int) -> 
     torch.save(_zero_optimizer(optimizer).state_dict(), zero_file(folder, rank, world))
 
 
-def load_zero_optimizer(optimizer: Any, folder: Path, world: int) -> None:
+def load_zero_optimizer(optimizer: Any, folder: Path, world: int, *, clip: float) -> None:
     """Give the ZeRO optimizer every partition written by ``world`` processes (DeepSpeed picks its
     own and restores the float32 master weights from them); raises ``ValueError`` when a partition
-    is missing or was written by another number of processes."""
+    is missing or was written by another number of processes. ``clip`` (this run's
+    ``gradient_clipping``) replaces the one the partitions saved, so the config in force wins."""
     files = [zero_file(folder, rank, world) for rank in range(world)]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
@@ -149,7 +167,9 @@ def load_zero_optimizer(optimizer: Any, folder: Path, world: int) -> None:
             "resume a DeepSpeed checkpoint with the number of processes that wrote it"
         )
     states = [torch.load(f, map_location="cpu", weights_only=False) for f in files]
-    _zero_optimizer(optimizer).load_state_dict(states, load_from_fp32_weights=True)
+    zero = _zero_optimizer(optimizer)
+    zero.load_state_dict(states, load_from_fp32_weights=True)
+    zero.clip_grad = clip
 
 
 def _zero_optimizer(optimizer: Any) -> Any:

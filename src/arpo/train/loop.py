@@ -477,7 +477,7 @@ class TrainLoop:
         if written == "train.fsdp":
             load_sharded_optimizer(self.model, self.optimizer, folder)
         elif written == "DeepSpeed":
-            load_zero_optimizer(self.optimizer, folder, self.world)
+            load_zero_optimizer(self.optimizer, folder, self.world, clip=self.model.gradient_clipping())
         return checkpoint
 
     def save(self) -> Path:
@@ -660,11 +660,18 @@ class TrainLoop:
         Under DeepSpeed the engine clips, steps and skips a non-finite gradient itself (reporting an
         infinite norm), which is counted here the same way."""
         if self.deepspeed:
+            (bad_loss,) = self.all_sum(float(not math.isfinite(loss)))
             self.model.step()
-            norm = self.model.get_global_grad_norm()
-            norm = float(norm) if norm is not None else 0.0
-            bad_loss, bad_norm = self.all_sum(float(not math.isfinite(loss)), float(not math.isfinite(norm)))
-            self._count_update(loss, norm, bad_loss, bad_norm, applied=not bad_norm)
+            applied = bool(self.model.was_step_applied())
+            norm = float(self.model.get_global_grad_norm())  # inf when the engine skipped the update
+            if bad_loss and applied:
+                logger.warning(
+                    "step %d: the loss is not finite (%s in this process) but the gradient is: DeepSpeed applied "
+                    "the update",
+                    self.step + 1,
+                    loss,
+                )
+            self._count_update(loss, norm, bad_loss, applied, loss_scaled=self.model.fp16_enabled())
             return norm
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = self.loop_config.optim.grad_clip
@@ -679,15 +686,16 @@ class TrainLoop:
         if applied or (not bad_loss and self.accelerator.scaler is not None):
             # fp16: the scaler sees the infinite gradient, skips the update, lowers its scale
             self.optimizer.step()
-        self._count_update(loss, norm, bad_loss, bad_norm, applied)
+        self._count_update(loss, norm, bad_loss, applied, loss_scaled=self.accelerator.scaler is not None)
         self.optimizer.zero_grad(set_to_none=True)
         return norm
 
     def _count_update(
-        self, loss: float, norm: float, bad_loss: float, bad_norm: float, applied: bool
+        self, loss: float, norm: float, bad_loss: float, applied: bool, *, loss_scaled: bool
     ) -> None:
-        """Count an applied or skipped update (``bad_*``: how many processes saw a non-finite loss or
-        norm) and warn about a skipped one."""
+        """Count an applied or skipped update (``bad_loss``: how many processes saw a non-finite loss)
+        and warn about a skipped one; with fp16 loss scaling (``loss_scaled``) a skip with finite
+        losses is an overflow of the scaled gradient, not counted towards the limit."""
         if applied:
             self.nonfinite_streak = 0
         else:
@@ -700,7 +708,7 @@ class TrainLoop:
                 if bad_loss
                 else f"the gradient norm is {norm}"
             )
-            overflow = not bad_loss and self.accelerator.scaler is not None
+            overflow = not bad_loss and loss_scaled
             if not overflow:
                 self.nonfinite_streak += 1
             logger.warning(
