@@ -11,10 +11,12 @@ same in every process (:meth:`arpo.train.loop.TrainLoop.accumulation`). accelera
 would step the engine after every micro-batch (its ``sync_gradients`` is always true outside
 ``accelerator.accumulate``), so arpo drives the engine itself:
 
-* before each micro-batch's backward, ``engine.set_gradient_accumulation_boundary(last)``: the
-  engine accumulates the micro-batches of an optimizer step and reduces at its last;
-* ``engine.backward(loss)`` (no 1/g scaling: the config's ``gradient_accumulation_steps`` must be 1 or ``"auto"``,
-  arpo's losses are already normalised over the whole mini-batch);
+* before each micro-batch's backward, ``engine.set_gradient_accumulation_boundary(last)``, so the
+  engine knows where an optimizer step ends (stage 1 then reduces only there; stage 2 reduces each
+  micro-batch's gradient into the partitions either way). The reduction is linear, so the update
+  does not depend on it and the tests cannot see it: it saves communication;
+* ``engine.backward(loss)`` (no 1/g scaling: the config's ``gradient_accumulation_steps`` must be 1
+  or ``"auto"``, arpo's losses are already normalised over the whole mini-batch);
 * once per optimizer step, ``engine.step()``: clipping at the config's ``gradient_clipping`` (which
   must equal ``train.optim.grad_clip`` — ``"auto"`` takes it; 0 ≡ none), the AdamW step, zeroing
   the gradients.
@@ -41,8 +43,9 @@ parameters themselves are partitioned: rollouts and checkpoints would need them 
 ``train.fsdp`` shards parameters and is tested), ``train.fsdp`` together with DeepSpeed, LoRA
 (the adapter is small: use data parallelism), ``gradient_accumulation_steps`` other than 1, a
 ``gradient_clipping`` that differs from ``train.optim.grad_clip``, offloading (DeepSpeed's CPU Adam
-would not follow arpo's learning-rate schedule after a resume) and ``compute_grad_norm: false``. ``ACCELERATE_USE_CPU=true``
-with DeepSpeed is refused too: accelerate would then silently run data parallelism.
+would not follow arpo's learning-rate schedule after a resume) and ``compute_grad_norm: false``.
+``ACCELERATE_USE_CPU=true`` with DeepSpeed is refused too: accelerate would then silently run data
+parallelism.
 
 On a machine without GPUs DeepSpeed runs on its CPU accelerator; :func:`process_backend` makes
 accelerate start ``torch.distributed`` with gloo there (accelerate 1.16 otherwise starts no backend

@@ -8,7 +8,8 @@ the main process writes metrics and checkpoints. With ``fsdp`` the model is shar
 (:mod:`arpo.train.sharding`): every process runs the same number of learner passes
 (:meth:`TrainLoop.accumulation`), checkpoints gather the weights and write the optimizer state
 sharded. Under accelerate's DeepSpeed (ZeRO-1/2) the engine accumulates, clips and steps, once per
-optimizer step (:mod:`arpo.train.deepspeed_zero`; :meth:`TrainLoop.backward`, :meth:`TrainLoop.clip_and_step`).
+optimizer step (:mod:`arpo.train.deepspeed_zero`; :meth:`TrainLoop.backward`,
+:meth:`TrainLoop.clip_and_step`).
 ``check_replicas_every`` checks that DDP processes' parameters stay bitwise identical.
 
 A subclass provides ``train_step() -> metrics`` and uses ``self.model`` (wrapped by accelerate, or
@@ -154,12 +155,12 @@ class LoopConfig(BaseModel):
 
 
 OptimizerLayout = Literal["one file", "train.fsdp", "DeepSpeed"]
-_LAYOUT_RUN = {
-    "one file": "neither train.fsdp nor DeepSpeed",
-    "train.fsdp": "train.fsdp",
-    "DeepSpeed": "DeepSpeed",
+_LAYOUTS = {
+    "one file": ("neither train.fsdp nor DeepSpeed", "one file"),
+    "train.fsdp": ("train.fsdp", "sharded"),
+    "DeepSpeed": ("DeepSpeed", "ZeRO partitions"),
 }
-_LAYOUT_STATE = {"one file": "one file", "train.fsdp": "sharded", "DeepSpeed": "ZeRO partitions"}
+"""Each optimizer layout: how a run that writes it is launched, and what its optimizer state is."""
 
 
 def process_state() -> PartialState:
@@ -464,9 +465,9 @@ class TrainLoop:
         # checkpoints written before DeepSpeed was supported name no layout: one file, or FSDP shards
         written = state.get("optimizer_layout", "one file" if "optimizer" in state else "train.fsdp")
         if written != self.optimizer_layout:
+            run, kept = _LAYOUTS[written]
             raise ValueError(
-                f"{checkpoint} was written with {_LAYOUT_RUN[written]} (its optimizer state is "
-                f"{_LAYOUT_STATE[written]}): resume it with {_LAYOUT_RUN[written]}"
+                f"{checkpoint} was written with {run} (its optimizer state is {kept}): resume it with {run}"
             )
         folder = checkpoint / OPTIMIZER_DIR
         if written != "one file" and not folder.is_dir():
@@ -526,9 +527,9 @@ class TrainLoop:
 
     def _stage_sharded_optimizer(self) -> CheckpointWriteError | None:
         """Under FSDP or DeepSpeed: the main process makes the checkpoint's staging folder, then every
-        process writes its optimizer shards (ZeRO partition) into it. Returns this process's error, if any; every process
-        runs the same collectives whatever fails, and an error in one is an error in all (so the main
-        process never commits a checkpoint with missing shards)."""
+        process writes its optimizer shards (ZeRO partition) into it. Returns this process's error,
+        if any; every process runs the same collectives whatever fails, and an error in one is an
+        error in all (so the main process never commits a checkpoint with missing shards)."""
         error: CheckpointWriteError | None = None
         staging = staging_dir(self.run_dir, self.step)
         if self.accelerator.is_main_process:
@@ -635,7 +636,7 @@ class TrainLoop:
         """Context for one micro-batch's forward and backward: under data parallelism gradients are
         synchronised only on the ``last`` micro-batch of an optimizer step; under FSDP every backward
         reduce-scatters its gradients into the shards, where they accumulate (:mod:`arpo.train.sharding`);
-        under DeepSpeed the engine is told whether this is the step's last micro-batch, where it reduces
+        under DeepSpeed the engine is told whether this is the step's last micro-batch
         (:mod:`arpo.train.deepspeed_zero`)."""
         if self.deepspeed:
             self.model.set_gradient_accumulation_boundary(last)
