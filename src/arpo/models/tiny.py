@@ -25,10 +25,13 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_char_tokenizer(tool_tags: tuple[str, ...] = ("calc",)) -> PreTrainedTokenizerFast:
-    """Character tokenizer whose protocol and tool tags are single tokens."""
+def build_char_tokenizer(
+    tool_tags: tuple[str, ...] = ("calc",), alphabet: str = ALPHABET
+) -> PreTrainedTokenizerFast:
+    """Character tokenizer whose protocol and tool tags are single tokens; one token per character
+    of ``alphabet`` (any other character is ``<|unk|>``)."""
     vocab = {tok: i for i, tok in enumerate(SPECIAL.values())}
-    for ch in ALPHABET:
+    for ch in alphabet:
         vocab.setdefault(ch, len(vocab))
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=SPECIAL["unk"]))
     core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
