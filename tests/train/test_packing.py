@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -220,8 +221,12 @@ def test_layout_cost_of_a_tiny_llama_by_hand(model64):
     assert cost.forward(1, 9, causal=True) == 9 * cost.token + 81 * cost.pair / 2
     assert cost.layout([5, 7, 9], 2) == cost.forward(2, 7) + cost.forward(1, 9, causal=True)
     assert cost.layout([5, 7, 9], 2, masked=True) == cost.forward(2, 7) + cost.forward(1, 9)
-    # a 4-token prompt once, then 3 rows of 6 tokens attending to its 4 cached positions and causally to their own
-    assert cost.prefixed(4, 3, 6) == cost.forward(1, 4, causal=True) + 3 * 6 * (cost.token + 10 * cost.pair)
+    # a 4-token prompt once, then 3 rows of 6 tokens attending to its 4 cached positions and causally to
+    # their own: on CPU with sdpa split into two maskless calls (half their own pairs), else through a mask
+    assert cost.split_prefix
+    assert cost.prefixed(4, 3, 6) == cost.forward(1, 4, causal=True) + 3 * 6 * (cost.token + 7 * cost.pair)
+    masked = dataclasses.replace(cost, split_prefix=False)
+    assert masked.prefixed(4, 3, 6) == cost.forward(1, 4, causal=True) + 3 * 6 * (cost.token + 10 * cost.pair)
 
 
 def kind(batch):

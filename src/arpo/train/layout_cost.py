@@ -20,7 +20,9 @@ kernel, which skips the masked half: B·W²·c_pair / 2 (measured for the grid o
 benchmarks/packed_vs_flat.py: flat's step at G 8, L 2048 with a 16-token prompt is 1.49× faster
 than the prefix layout's, whose pairs are as many as flat's but masked; predicted 1.46×). The prefix layout
 (:mod:`arpo.train.prefix_rows`) runs a prompt of P tokens once, C(1, P), then B response rows of
-width W that attend to its cache: B·W·c_token + B·W·(P + W)·c_pair. ``auto`` lays the mini-batch
+width W that attend to its cache: B·W·c_token + B·W·(P + W)·c_pair through a mask, or
+B·W·c_token + B·W·(P + W/2)·c_pair where the rows' attention is split into two maskless calls
+(:mod:`arpo.train.prefix_attention`: transformers' sdpa on CPU). ``auto`` lays the mini-batch
 out in whichever of its candidate layouts (flat, tree, prefix; without prefix under FSDP) costs
 least — leaving flat only for a layout predicted clearly cheaper (tree ≤ 0.9×, prefix ≤ 0.8×
 flat: :data:`arpo.train.layout.MARGINS`) — with the same micro-batch size and row budget in each (prefix only when every tree has
@@ -36,6 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
+from arpo.train.prefix_attention import split_applies
+
 
 @dataclass(frozen=True)
 class LayoutCost:
@@ -43,6 +47,8 @@ class LayoutCost:
 
     token: float
     pair: float
+    split_prefix: bool = False
+    """The prefix layout's rows run the split attention (:mod:`arpo.train.prefix_attention`)."""
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> LayoutCost:
@@ -60,7 +66,9 @@ class LayoutCost:
         dense = sum(p.numel() for p in model.parameters()) - embeddings.numel()
         dense -= output.weight.numel() if untied else 0
         return cls(
-            token=2.0 * dense + 2.0 * hidden * vocab, pair=4.0 * attention_width * config.num_hidden_layers
+            token=2.0 * dense + 2.0 * hidden * vocab,
+            pair=4.0 * attention_width * config.num_hidden_layers,
+            split_prefix=split_applies(model),
         )
 
     def forward(self, rows: int, width: int, causal: bool = False) -> float:
@@ -70,10 +78,10 @@ class LayoutCost:
 
     def prefixed(self, prompt: int, rows: int, width: int) -> float:
         """A prompt of ``prompt`` tokens run once, then ``rows`` rows of ``width`` tokens attending
-        to its cached keys and values through a mask (:mod:`arpo.train.prefix_rows`)."""
-        return self.forward(1, prompt, causal=True) + rows * width * (
-            self.token + (prompt + width) * self.pair
-        )
+        to its cached keys and values (:mod:`arpo.train.prefix_rows`): through a mask, over all
+        ``prompt + width`` keys, or split, over the prompt's and causally over half their own."""
+        own = width / 2 if self.split_prefix else width
+        return self.forward(1, prompt, causal=True) + rows * width * (self.token + (prompt + own) * self.pair)
 
     def layout(self, row_lengths: Sequence[int], micro_batch_size: int, masked: bool = False) -> float:
         """Cost of running rows of these lengths, in this order, ``micro_batch_size`` per forward;

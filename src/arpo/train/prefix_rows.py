@@ -9,7 +9,8 @@ trajectories:
    autograd graph);
 2. the chunk's responses as B right-padded rows of W tokens, positions P, P + 1, …, attending to
    the prompt's keys and values (the cache, broadcast over the B rows without a copy) and
-   causally to their own tokens.
+   causally to their own tokens — on CPU as two maskless flash calls merged by their log-sum-exp
+   (:mod:`arpo.train.prefix_attention`), elsewhere through transformers' mask.
 
 Every response token sees exactly its trajectory's context, so log-probs, losses and gradients
 equal the flat layout's (the prompt's gradient arrives through its cached keys and values, once
@@ -33,6 +34,7 @@ from transformers import DynamicCache
 from arpo.core.entropy import entropy_from_logits
 from arpo.core.logits import RAW, PolicyView
 from arpo.models.cache_argument import cache_argument
+from arpo.train.prefix_attention import split_prefix_attention
 
 
 @dataclass
@@ -66,13 +68,14 @@ def prefix_logprobs(
     positions = torch.arange(prompt_len, prompt_len + width, device=batch.input_ids.device).expand(
         rows, width
     )
-    response = model(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        position_ids=positions,
-        use_cache=False,
-        **{argument: DynamicCache(ddp_cache_data=layers)},
-    ).logits
+    with split_prefix_attention(model, batch.attention_mask):
+        response = model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=positions,
+            use_cache=False,
+            **{argument: DynamicCache(ddp_cache_data=layers)},
+        ).logits
     first = view(prompt.logits[:, -1])  # [1, V]: predicts every response's first token
     rest = view(response[:, :-1])  # [B, W - 1]: predict tokens 1 … W - 1
     logprobs = torch.cat(
