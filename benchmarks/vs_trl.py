@@ -151,7 +151,8 @@ def plain_workload() -> Workload:
 def arithmetic(rng: random.Random) -> tuple[str, str, str]:
     """A question, the code that answers it and what the code prints."""
     a, b, op = rng.randint(1, 99), rng.randint(1, 99), rng.choice("+-*")
-    return f"what is {a} {op} {b}?", f"print({a}{op}{b})", str(eval(f"{a}{op}{b}"))  # noqa: S307 - our own digits
+    value = {"+": a + b, "-": a - b, "*": a * b}[op]
+    return f"what is {a} {op} {b}?", f"print({a}{op}{b})", str(value)
 
 
 def tool_tokenizer() -> Any:
