@@ -19,8 +19,8 @@ union of the two key sets, dS = P ∘ (dP − rowsum(dO ∘ O)) with P = exp(S �
 flash backward computes from (O, ℓ); each part's own (oᵢ, ℓᵢ) would give the gradient of a
 different function. Exact up to floating-point summation order (tests, float64: log-probs equal
 each trajectory's own full forward to 1e-12, gradients to 1e-6 of their size — the level at which
-transformers' own attention paths agree here, its rotary tables being float32 — and a backward
-fed each part's own output and log-sum-exp fails them).
+transformers' own attention paths agree here, its rotary tables being float32; a backward fed
+each part's own output and log-sum-exp, tried by hand, failed them and the layout tests).
 
 Used only inside :func:`split_prefix_attention`, around the response forward of a prefix chunk,
 when the policy runs transformers' ``sdpa`` attention on CPU; elsewhere the masked path runs.
