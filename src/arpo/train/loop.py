@@ -84,6 +84,7 @@ from arpo.train.layout_cost import LayoutCost
 from arpo.train.metrics_log import LoggingConfig, MetricsLogger
 from arpo.train.optim import OptimConfig, build_optimizer
 from arpo.train.packing import tree_packing_unsupported
+from arpo.train.precision import resolve_mixed_precision
 from arpo.train.preemption import SigtermFlag
 from arpo.train.progress import describe
 from arpo.train.sampler import TaskSampler
@@ -113,9 +114,11 @@ class LoopConfig(BaseModel):
         description="Rows per forward/backward (gradient accumulation): trajectories or demonstrations, or packed "
         "rows when the layout is tree.",
     )
-    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = Field(
         "no",
-        description="accelerate mixed precision: no (float32), bf16 or fp16; an unquoted YAML no (read as false) is no.",
+        description="accelerate mixed precision: no (float32), bf16 or fp16; auto: bf16 where the hardware computes "
+        "it natively (CUDA with bf16, a CPU with AMX or AVX512-BF16), else no (bf16 autocast on other CPUs was "
+        "measured many times slower); an unquoted YAML no (read as false) is no.",
     )
     save_every: int = Field(50, ge=1, description="Checkpoint every this many steps (and at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
@@ -208,7 +211,7 @@ class TrainLoop:
         self.tokenizer = tokenizer
         self.run_dir = Path(run_dir)
         process_state()
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        self.accelerator = Accelerator(mixed_precision=resolve_mixed_precision(config.mixed_precision))
         if self.accelerator.distributed_type == DistributedType.FSDP:
             raise ValueError(
                 "accelerate's FSDP plugin is not used by arpo's trainers: shard with train.fsdp (FSDP2, launched "
