@@ -1,11 +1,11 @@
 """``train.mixed_precision: auto``: bf16 autocast only where the hardware computes bf16 natively.
 
-bf16 autocast pays where the matrix units take bf16 and is a trap where they do not. Measured on
-the development machine (2026-12-06, SmolLM2-135M-Instruct, forward and backward of 4 rows × 210
-tokens, float32 weights): natively (AVX-512 with AMX) float32 took 3.6 s and bf16 autocast 2.1 s;
-with an AVX2-only CPU emulated (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
-MKL_ENABLE_INSTRUCTIONS=SSE4_2``) float32 took 4.9 s forward and 10.5 s backward, bf16 autocast 12.4 s
-forward and 250 s backward: oneDNN has no bf16 kernels for that instruction set.
+bf16 autocast pays where the matrix units take bf16 and is a trap where they do not.
+``benchmarks/mixed_precision.py`` on the development machine (2026-12-06, SmolLM2-135M-Instruct,
+forward and backward of 4 rows × 210 tokens, float32 weights): natively (AVX-512 with AMX) bf16
+autocast took 0.55× float32's time; with an AVX2-only CPU emulated (``ATEN_CPU_CAPABILITY=avx2
+ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=SSE4_2``) 14.6× (backward 248 s against 11 s):
+oneDNN has no bf16 kernels for that instruction set.
 
 ``auto`` resolves, once per run, to
 
@@ -29,8 +29,8 @@ logger = logging.getLogger(__name__)
 
 SLOW_BF16 = (
     "train.mixed_precision bf16 on a CPU without native bf16 (no AMX or AVX512-BF16 that oneDNN uses): "
-    "bf16 autocast is emulated there (measured with an AVX2-only CPU emulated: SmolLM2-135M's backward "
-    "24x slower than float32); set train.mixed_precision to auto or no"
+    "bf16 autocast is emulated there (measured with an AVX2-only CPU emulated: SmolLM2-135M's learner step "
+    "15x slower than in float32, benchmarks/mixed_precision.py); set train.mixed_precision to auto or no"
 )
 
 
