@@ -12,7 +12,8 @@ loss-side options (entropy-aware advantage a = 0.2 and the entropy-balanced clip
   policy fitted to demonstrations that call ``<calc>1+2</calc>``, read the result and answer ``3``
   once for every three that answer ``7`` at once takes the tool route in ~1 sample of 4 (reward
   ≈ 0.22–0.25 at step 1) and is rewarded for the right answer. Optimum: always call the tool and
-  copy its result (reward 1); the mean of the last 4 steps must be ≥ 0.7.
+  copy its result (reward 1); the mean of the last 4 steps must be ≥ 0.7. With 2 epochs the
+  learning rate is 5e-4 (:data:`TWO_EPOCH_LR`).
 * **be brief**: a policy fitted to the opposite mixture (3 tool routes : 1 direct answer, reward
   ≈ 0.25 at step 1), rewarded for short responses (1 − characters / 60) whatever the answer. The
   direct route scores 0.7 (shorter, malformed responses would score more); the last 4 steps must
@@ -45,6 +46,10 @@ TOOL_ROUTE = "<calc>1+2</calc><result>3</result><answer>3</answer><|eos|>"
 DIRECT_ROUTE = "<answer>7</answer><|eos|>"
 BUDGET = 24
 STEPS = 12
+TWO_EPOCH_LR = 5e-4
+"""2 epochs of 2 mini-batches make 4 optimizer steps per batch; at 1e-3 the reward collapsed
+mid-run (≈ 0.95 → 0.4) on 1 of 6 rollout seeds for GRPO, ARPO and AEPO alike, and on MKL's
+generic floating-point path for the seed the tests use (2026-12-06); at 5e-4 none of 18 did."""
 QUESTIONS = ["what is 1+2?", "add one and two", "compute 1+2 please", "sum of 1 and 2?"]
 
 
@@ -165,6 +170,7 @@ def test_learns_to_use_the_tool(tool_shy, tokenizer, tmp_path, n, attribution, p
         packing=packing,
         ppo_epochs=epochs,
         mini_batch_prompts=2 if epochs == 2 else None,
+        lr=TWO_EPOCH_LR if epochs == 2 else 1e-3,
         advantage={"attribution": attribution},
     )
     curve = learn(model, tokenizer, right_answer, cfg, tmp_path)
@@ -183,6 +189,7 @@ def test_learns_to_use_the_tool(tool_shy, tokenizer, tmp_path, n, attribution, p
                 "loss": {"clip_gradient": "entropy_balanced"},
                 "ppo_epochs": 2,
                 "mini_batch_prompts": 2,
+                "lr": TWO_EPOCH_LR,
             },
             id="aepo",
         ),
