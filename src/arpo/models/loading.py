@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from arpo.models.builtin import BUILTIN_MODELS, resolve_model_name
+from arpo.models.cpu_matmul import CpuMatmul, apply_cpu_matmul
 from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
 
 DTypeName = Literal["float32", "bfloat16", "float16", "float64"]
@@ -66,6 +67,12 @@ class PolicyConfig(BaseModel):
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Size of the tiny model.")
     lora: LoraConfig | None = Field(
         None, description="Train a LoRA adapter instead of all weights (needs peft)."
+    )
+    cpu_matmul: CpuMatmul = Field(
+        "auto",
+        description="Library for the float32 linear layers on a CPU: 'torch' (PyTorch's choice, MKL on x86), "
+        "'onednn', or 'auto': oneDNN where MKL would run its generic code (a non-Intel x86 CPU, or "
+        "MKL_ENABLE_INSTRUCTIONS below AVX2), else torch. Results agree to float32 rounding (arpo/models/cpu_matmul.py).",
     )
 
 
@@ -110,7 +117,14 @@ def _base_model(
 def load_policy(
     config: PolicyConfig, checkpoint: Path | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model and tokenizer for ``config``, or resumed from a checkpoint folder of a run."""
+    """Model and tokenizer for ``config``, or resumed from a checkpoint folder of a run; the model's
+    linear layers follow ``config.cpu_matmul``."""
+    model, tokenizer = _load(config, checkpoint)
+    apply_cpu_matmul(model, config.cpu_matmul)
+    return model, tokenizer
+
+
+def _load(config: PolicyConfig, checkpoint: Path | None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     if checkpoint is not None:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         if (Path(checkpoint) / ADAPTER_DIR).is_dir():

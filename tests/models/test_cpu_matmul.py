@@ -1,0 +1,149 @@
+"""``model.cpu_matmul``: oneDNN linear layers equal PyTorch's, and the rule that picks them."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from arpo.models import cpu_matmul
+from arpo.models.cpu_matmul import OneDNNLinear, apply_cpu_matmul, resolve_cpu_matmul
+from arpo.models.loading import PolicyConfig, load_policy
+from arpo.models.tiny import build_tiny_llama
+from arpo.train.logprobs import token_logprobs
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this build")
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).detach().norm() / b.detach().norm())
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(5, 24), (2, 7, 24)])
+def test_onednn_linear_equals_linear_forward_and_backward(bias, shape):
+    torch.manual_seed(0)
+    ref = nn.Linear(24, 40, bias=bias)
+    ours = copy.deepcopy(ref)
+    ours.__class__ = OneDNNLinear
+    x = torch.randn(*shape, requires_grad=True)
+    x_ours = x.detach().clone().requires_grad_()
+    grad = torch.randn(*shape[:-1], 40)
+    y, y_ours = ref(x), ours(x_ours)
+    assert rel(y_ours, y) < 1e-6
+    y.backward(grad)
+    y_ours.backward(grad)
+    assert rel(x_ours.grad, x.grad) < 1e-6
+    assert rel(ours.weight.grad, ref.weight.grad) < 1e-6
+    if bias:
+        assert rel(ours.bias.grad, ref.bias.grad) < 1e-6
+
+
+def test_onednn_linear_takes_non_contiguous_input_and_frozen_weights():
+    torch.manual_seed(1)
+    ref = nn.Linear(16, 8)
+    ours = copy.deepcopy(ref)
+    ours.__class__ = OneDNNLinear
+    for layer in (ref, ours):
+        layer.weight.requires_grad_(False)
+    x = torch.randn(16, 6).t()  # [6, 16], not contiguous
+    x.requires_grad_()
+    ours(x).sum().backward()
+    grad = x.grad.clone()
+    x.grad = None
+    ref(x).sum().backward()
+    assert ours.weight.grad is None
+    assert rel(grad, x.grad) < 1e-6
+
+
+def test_onednn_linear_leaves_other_dtypes_and_autocast_to_torch(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cpu_matmul, "_onednn_mm", lambda *a: calls.append(a) or F.linear(a[0], a[1], a[2]))
+    layer = OneDNNLinear(8, 4)
+    x = torch.randn(3, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    assert y.dtype == torch.bfloat16 and torch.equal(
+        y, F.linear(x.bfloat16(), layer.weight.bfloat16(), layer.bias.bfloat16())
+    )
+    layer64 = OneDNNLinear(8, 4).double()
+    assert torch.equal(layer64(x.double()), F.linear(x.double(), layer64.weight, layer64.bias))
+    assert calls == []
+    layer(x)
+    assert len(calls) == 1
+
+
+def test_apply_swaps_every_linear_and_keeps_log_probs_and_gradients(tokenizer):
+    ref = build_tiny_llama(tokenizer, seed=3)
+    ours = build_tiny_llama(tokenizer, seed=3)
+    linears = sum(type(m) is nn.Linear for m in ours.modules())
+    assert apply_cpu_matmul(ours, "onednn") == "onednn"
+    assert sum(type(m) is OneDNNLinear for m in ours.modules()) == linears > 0
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    assert type(copy.deepcopy(ours).lm_head) is OneDNNLinear
+    ids = torch.tensor([tokenizer.encode("<think>what is 12*9?</think><answer>108</answer>")] * 2)
+    mask = torch.ones_like(ids)
+    logprobs, entropies = token_logprobs(ours, ids, mask, with_entropy=True)
+    ref_logprobs, ref_entropies = token_logprobs(ref, ids, mask, with_entropy=True)
+    assert rel(logprobs, ref_logprobs) < 1e-5 and rel(entropies, ref_entropies) < 1e-5
+    logprobs.sum().backward()
+    ref_logprobs.sum().backward()
+    for (name, p), q in zip(ours.named_parameters(), ref.parameters(), strict=True):
+        assert rel(p.grad, q.grad) < 1e-5, name
+    assert apply_cpu_matmul(ours, "torch") == "torch"
+    assert not any(type(m) is OneDNNLinear for m in ours.modules())
+
+
+def test_load_policy_applies_the_setting_to_lora_layers_too():
+    pytest.importorskip("peft")
+    model, _ = load_policy(PolicyConfig(cpu_matmul="onednn", lora={"r": 2}))
+    adapted = [m for name, m in model.named_modules() if name.endswith("q_proj")]
+    assert adapted and all(type(m.base_layer) is OneDNNLinear for m in adapted)
+    assert all(type(m.lora_A["default"]) is OneDNNLinear for m in adapted)
+    model, _ = load_policy(PolicyConfig(cpu_matmul="torch"))
+    assert not any(type(m) is OneDNNLinear for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    ("machine", "vendor", "limit", "expected"),
+    [
+        ("x86_64", "GenuineIntel", "", "torch"),
+        ("x86_64", "AuthenticAMD", "", "onednn"),
+        ("x86_64", "HygonGenuine", "", "onednn"),
+        ("x86_64", "GenuineIntel", "SSE4_2", "onednn"),
+        ("x86_64", "GenuineIntel", "avx", "onednn"),
+        ("x86_64", "GenuineIntel", "AVX2", "torch"),
+        ("x86_64", None, "", "torch"),
+        ("aarch64", None, "SSE4_2", "torch"),
+    ],
+)
+def test_auto_takes_onednn_where_mkl_runs_generic_code(monkeypatch, machine, vendor, limit, expected):
+    monkeypatch.setattr(cpu_matmul.platform, "machine", lambda: machine)
+    monkeypatch.setattr(cpu_matmul, "cpu_vendor", lambda: vendor)
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", limit)
+    assert resolve_cpu_matmul("auto") == expected
+    assert resolve_cpu_matmul("torch") == "torch" and resolve_cpu_matmul("onednn") == "onednn"
+
+
+def test_auto_in_a_process_with_mkl_limited_to_sse42():
+    code = "from arpo.models.cpu_matmul import resolve_cpu_matmul; print(resolve_cpu_matmul('auto'))"
+    env = {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == (
+        "onednn" if cpu_matmul.platform.machine().lower() in cpu_matmul.X86 else "torch"
+    )
+
+
+def test_cpu_vendor_reads_this_machine():
+    vendor = cpu_matmul.cpu_vendor()
+    assert vendor is None or (isinstance(vendor, str) and vendor)
+
+
+def test_config_rejects_unknown_values():
+    with pytest.raises(ValueError, match="cpu_matmul"):
+        PolicyConfig(cpu_matmul="mkl")
