@@ -20,13 +20,19 @@ from arpo.train.logprobs import token_logprobs
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this build")
 
 
+@pytest.fixture
+def every_product(monkeypatch):
+    """Send products of any size to oneDNN (the tests' layers are below the size threshold)."""
+    monkeypatch.setattr(cpu_matmul, "ONEDNN_MIN_MACS", 0)
+
+
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).detach().norm() / b.detach().norm())
 
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(5, 24), (2, 7, 24)])
-def test_onednn_linear_equals_linear_forward_and_backward(bias, shape):
+def test_onednn_linear_equals_linear_forward_and_backward(every_product, bias, shape):
     torch.manual_seed(0)
     ref = nn.Linear(24, 40, bias=bias)
     ours = copy.deepcopy(ref)
@@ -44,7 +50,7 @@ def test_onednn_linear_equals_linear_forward_and_backward(bias, shape):
         assert rel(ours.bias.grad, ref.bias.grad) < 1e-6
 
 
-def test_onednn_linear_takes_non_contiguous_input_and_frozen_weights():
+def test_onednn_linear_takes_non_contiguous_input_and_frozen_weights(every_product):
     torch.manual_seed(1)
     ref = nn.Linear(16, 8)
     ours = copy.deepcopy(ref)
@@ -61,8 +67,9 @@ def test_onednn_linear_takes_non_contiguous_input_and_frozen_weights():
     assert rel(grad, x.grad) < 1e-6
 
 
-def test_onednn_linear_leaves_other_dtypes_and_autocast_to_torch(monkeypatch):
+def test_onednn_linear_leaves_small_products_other_dtypes_and_autocast_to_torch(monkeypatch):
     calls = []
+    monkeypatch.setattr(cpu_matmul, "ONEDNN_MIN_MACS", 3 * 8 * 4)
     monkeypatch.setattr(cpu_matmul, "_onednn_mm", lambda *a: calls.append(a) or F.linear(a[0], a[1], a[2]))
     layer = OneDNNLinear(8, 4)
     x = torch.randn(3, 8)
@@ -76,9 +83,11 @@ def test_onednn_linear_leaves_other_dtypes_and_autocast_to_torch(monkeypatch):
     assert calls == []
     layer(x)
     assert len(calls) == 1
+    layer(x[:2])  # 2 × 8 × 4 multiply-adds: below the threshold
+    assert len(calls) == 1
 
 
-def test_apply_swaps_every_linear_and_keeps_log_probs_and_gradients(tokenizer):
+def test_apply_swaps_every_linear_and_keeps_log_probs_and_gradients(every_product, tokenizer):
     ref = build_tiny_llama(tokenizer, seed=3)
     ours = build_tiny_llama(tokenizer, seed=3)
     linears = sum(type(m) is nn.Linear for m in ours.modules())

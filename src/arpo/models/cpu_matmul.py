@@ -17,8 +17,11 @@ natively (AVX-512, MKL's fast path) oneDNN took 0.9–1.6× MKL's time.
 
 * ``torch``: PyTorch's own choice (MKL on x86);
 * ``onednn``: every ``nn.Linear`` of the model computes its forward and both backward products
-  with oneDNN (:class:`OneDNNLinear`) when it runs on a CPU in float32 outside autocast; anything
-  else (CUDA, bf16, autocast) goes to ``F.linear`` as before;
+  with oneDNN (:class:`OneDNNLinear`) when it runs on a CPU in float32 outside autocast and the
+  product has at least :data:`ONEDNN_MIN_MACS` multiply-adds; anything else (CUDA, bf16,
+  autocast, small products) goes to ``F.linear`` as before. Small products stay with MKL because
+  oneDNN's fixed cost per call (~25 µs here) exceeds them: emulated as above, 8 × 256 → 256 took
+  39 µs in MKL and 56 µs in oneDNN, 8 × 256 → 1,024 137 and 112 µs, 1 × 256 → 256 11 and 38 µs;
 * ``auto`` (the default): ``onednn`` on an x86 CPU where MKL would take its generic path
   (:func:`mkl_generic_path`) and oneDNN is available, else ``torch``.
 
@@ -41,6 +44,8 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 CpuMatmul = Literal["auto", "torch", "onednn"]
+ONEDNN_MIN_MACS = 1 << 20
+"""Rows × in × out below which a linear layer's product stays with ``F.linear`` (module docstring)."""
 X86 = {"x86_64", "amd64", "i386", "i686"}
 """``platform.machine()`` names of x86 CPUs, where PyTorch's CPU builds use MKL."""
 MKL_BELOW_AVX2 = {"SSE4_2", "AVX"}
@@ -116,7 +121,8 @@ class _OneDNNLinearFunction(torch.autograd.Function):
 
 
 class OneDNNLinear(nn.Linear):
-    """``nn.Linear`` whose float32 CPU products run in oneDNN; the same parameters and state."""
+    """``nn.Linear`` whose float32 CPU products of ≥ :data:`ONEDNN_MIN_MACS` multiply-adds run in
+    oneDNN; the same parameters and state."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
@@ -124,6 +130,7 @@ class OneDNNLinear(nn.Linear):
             or x.dtype != torch.float32
             or self.weight.dtype != torch.float32
             or torch.is_autocast_enabled("cpu")
+            or x.numel() * self.out_features < ONEDNN_MIN_MACS  # rows × in × out
         ):
             return F.linear(x, self.weight, self.bias)
         return _OneDNNLinearFunction.apply(x, self.weight, self.bias)
