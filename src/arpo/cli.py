@@ -157,6 +157,28 @@ def compare_evals(
         console.print(f"not compared (in one evaluation only): {', '.join(only_one)}")
 
 
+@analyze_app.command("tool-steps")
+def analyze_tool_steps(
+    evaluations: Annotated[
+        list[Path], typer.Argument(help="`arpo eval` out_dirs (or their records.jsonl) to analyse.")
+    ],
+    data: Annotated[
+        list[Path],
+        typer.Option(help="GSM8K-format JSONL file(s) holding the evaluated questions' worked solutions."),
+    ],
+) -> None:
+    """Whether tool calls compute steps of the reference solutions (GSM8K's <<expression=value>>)."""
+    from arpo.analysis.tool_steps import analyze_tool_steps as analyze
+    from arpo.analysis.tool_steps import tool_steps_table
+    from arpo.report.markdown import to_markdown
+
+    try:
+        rows = analyze(evaluations, data)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(exc) from None
+    print(to_markdown([tool_steps_table(rows)]), end="")
+
+
 @analyze_app.command("entropy")
 def analyze_entropy(overrides: Overrides = None, config: ConfigFile = None) -> None:
     """Mean token entropy before and after tool results (ARPO's motivating figure)."""
