@@ -41,6 +41,7 @@ from arpo.eval.evaluate import EvalConfig, run_eval
 from arpo.eval.sampling import SamplingConfig
 from arpo.eval.sources import EvalDataset
 from arpo.io import atomic_write_json, atomic_write_text
+from arpo.models.cpu_matmul import CpuMatmul
 from arpo.models.loading import PolicyConfig, TinyModelConfig
 from arpo.report.demo_report import MODELS, demo_results, verdict_line, write_demo_report
 from arpo.tasks.toolworld import SplitSizes, ToolworldConfig, build_toolworld, read_config
@@ -155,6 +156,9 @@ class DemoConfig(BaseModel):
         default_factory=lambda: TinyModelConfig(hidden_size=256, num_layers=2, num_heads=8, num_kv_heads=4),
         description="Size of the tiny Llama trained from scratch.",
     )
+    cpu_matmul: CpuMatmul = Field(
+        "auto", description="Library for the linear layers of every model of the demo (model.cpu_matmul)."
+    )
     sft: SFTConfig = Field(default_factory=_demo_sft, description="Cold-start SFT.")
     rl: RLConfig = Field(
         default_factory=_demo_rl, description="The ARPO run; GRPO is the same with N = M (initial_rollouts)."
@@ -241,7 +245,7 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False, console: Console | 
     data = DataConfig(toolworld_dir=str(env_dir))
     sft = SFTJobConfig(
         run_dir=str(out / "sft"),
-        model=PolicyConfig(name="tiny", tiny=config.model, seed=config.seed),
+        model=PolicyConfig(name="tiny", tiny=config.model, seed=config.seed, cpu_matmul=config.cpu_matmul),
         data=data,
         train=config.sft.model_copy(update={"seed": config.seed}),
     )
@@ -257,7 +261,7 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False, console: Console | 
     ):
         job = RLJobConfig(
             run_dir=str(out / name),
-            model=PolicyConfig(name=str(out / "sft")),
+            model=PolicyConfig(name=str(out / "sft"), cpu_matmul=config.cpu_matmul),
             data=data,
             train=rl.model_copy(update={"seed": config.seed}),
             validation=config.validation.config(env_dir, rl, config.seed),
@@ -270,7 +274,7 @@ def run_demo(config: DemoConfig, *, overwrite: bool = False, console: Console | 
         )
     for name in MODELS:
         evaluation = EvalConfig(
-            model=PolicyConfig(name=str(out / name)),
+            model=PolicyConfig(name=str(out / name), cpu_matmul=config.cpu_matmul),
             datasets=[
                 EvalDataset(name="test", toolworld_dir=str(env_dir), split="test", limit=config.eval_tasks)
             ],
