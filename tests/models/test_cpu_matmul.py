@@ -148,9 +148,17 @@ def test_auto_in_a_process_with_mkl_limited_to_sse42():
     )
 
 
-def test_cpu_vendor_reads_this_machine():
-    vendor = cpu_matmul.cpu_vendor()
-    assert vendor is None or (isinstance(vendor, str) and vendor)
+def test_cpu_vendor_reads_proc_cpuinfo(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n")
+    real_path = cpu_matmul.Path
+    monkeypatch.setattr(cpu_matmul, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    assert cpu_matmul.cpu_vendor() == "AuthenticAMD"
+    cpuinfo.write_text("processor\t: 0\n")
+    monkeypatch.setattr(cpu_matmul.platform, "processor", lambda: "Intel64 Family 6 Model 85, GenuineIntel")
+    assert cpu_matmul.cpu_vendor() == "GenuineIntel"
+    monkeypatch.setattr(cpu_matmul.platform, "processor", lambda: "")
+    assert cpu_matmul.cpu_vendor() is None
 
 
 def test_config_rejects_unknown_values():

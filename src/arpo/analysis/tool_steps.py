@@ -30,9 +30,7 @@ from typing import Any
 
 from arpo.eval.paired import read_eval_records
 from arpo.report.markdown import Table, fmt
-from arpo.tasks.errors import TaskLoadError
-from arpo.tasks.gsm8k_demos import Skip, agrees, parse_solution
-from arpo.tasks.readers import read_rows
+from arpo.tasks.gsm8k_demos import Skip, agrees, parse_solution, read_solutions
 
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -55,21 +53,18 @@ class ToolStepRow:
 
 def reference_values(paths: Sequence[str | Path]) -> dict[str, list[str]]:
     """Question → the step values and the answer of its solution, for every annotated row of the
-    GSM8K-format files ``paths`` (JSONL; fields ``question`` and ``answer``)."""
+    GSM8K-format files ``paths`` (read as ``arpo data gsm8k-demos`` reads them:
+    :func:`arpo.tasks.gsm8k_demos.read_solutions`)."""
     references: dict[str, list[str]] = {}
     for path in paths:
-        for number, row in read_rows(str(path), "jsonl", "train"):
-            if isinstance(row, TaskLoadError):
-                raise row
-            for name in ("question", "answer"):
-                if not isinstance(row.get(name), str):
-                    raise TaskLoadError(str(path), "not a GSM8K-format row (a string)", number, name)
+        for task, text in read_solutions(path):
             try:
-                steps = parse_solution(row["answer"]).steps
+                steps = parse_solution(text).steps
             except Skip:
                 continue
-            final = row["answer"].rpartition("####")[2].strip().replace(",", "")
-            references[row["question"].strip()] = [s.value for s in steps] + [final]
+            references[task.question.strip()] = [s.value for s in steps] + [
+                task.ground_truths[0].replace(",", "")
+            ]
     if not references:
         raise ValueError(f"no annotated GSM8K-format row in {', '.join(map(str, paths))}")
     return references
