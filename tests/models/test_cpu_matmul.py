@@ -121,22 +121,27 @@ def test_load_policy_applies_the_setting_to_lora_layers_too():
 @pytest.mark.parametrize(
     ("machine", "vendor", "limit", "expected"),
     [
-        ("x86_64", "GenuineIntel", "", "torch"),
+        ("x86_64", "GenuineIntel", "", "mkl_packed"),
         ("x86_64", "AuthenticAMD", "", "onednn"),
         ("x86_64", "HygonGenuine", "", "onednn"),
         ("x86_64", "GenuineIntel", "SSE4_2", "onednn"),
         ("x86_64", "GenuineIntel", "avx", "onednn"),
-        ("x86_64", "GenuineIntel", "AVX2", "torch"),
-        ("x86_64", None, "", "torch"),
+        ("x86_64", "GenuineIntel", "AVX2", "mkl_packed"),
+        ("x86_64", None, "", "mkl_packed"),
         ("aarch64", None, "SSE4_2", "torch"),
     ],
 )
 def test_auto_takes_onednn_where_mkl_runs_generic_code(monkeypatch, machine, vendor, limit, expected):
+    monkeypatch.setattr(cpu_matmul, "mkl_packing_available", lambda: True)
     monkeypatch.setattr(cpu_matmul.platform, "machine", lambda: machine)
     monkeypatch.setattr(cpu_matmul, "cpu_vendor", lambda: vendor)
     monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", limit)
     assert resolve_cpu_matmul("auto") == expected
     assert resolve_cpu_matmul("torch") == "torch" and resolve_cpu_matmul("onednn") == "onednn"
+    monkeypatch.setattr(cpu_matmul, "mkl_packing_available", lambda: False)
+    assert resolve_cpu_matmul("auto") == ("torch" if expected == "mkl_packed" else expected)
+    with pytest.raises(ValueError, match="mkl_packed: this PyTorch build has no MKL"):
+        resolve_cpu_matmul("mkl_packed")
 
 
 def test_auto_in_a_process_with_mkl_limited_to_sse42():

@@ -7,7 +7,7 @@ stated reward within a stated number of steps, for every combination of the trai
 switches (GRPO and ARPO sampling, soft and hard attribution, tree, flat and prefix layouts, 1 PPO epoch
 or 2 epochs of 2 mini-batches), plus the REINFORCE++ estimator, Dr. GRPO's aggregation and AEPO's
 loss-side options (entropy-aware advantage a = 0.2 and the entropy-balanced clip, 2 epochs), and
-with the linear layers in oneDNN (``model.cpu_matmul: onednn``).
+with the linear layers in oneDNN or with decode steps on MKL-packed weights (``model.cpu_matmul``).
 
 * **use the tool** (12 steps of 4 prompts × M = 8 trajectories, ARPO with N = 4, lr 1e-3): a
   policy fitted to demonstrations that call ``<calc>1+2</calc>``, read the result and answer ``3``
@@ -38,7 +38,7 @@ import pytest
 import torch
 
 from arpo.core.rewards import RewardInput, RewardResult
-from arpo.models import cpu_matmul
+from arpo.models import cpu_matmul, mkl_packed
 from arpo.models.tiny import build_tiny_llama
 from arpo.tasks.record import ChatMessage, Task
 from arpo.tools import Calculator, ToolBox
@@ -180,19 +180,44 @@ def test_learns_to_use_the_tool(tool_shy, tokenizer, tmp_path, n, attribution, p
     assert final(curve) >= 0.7, f"reward per step: {[round(r, 2) for r in curve]}"
 
 
-@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this build")
-def test_learns_to_use_the_tool_with_onednn_linears(tool_shy, tokenizer, tmp_path, monkeypatch):
-    """``model.cpu_matmul: onednn`` (what ``auto`` takes on non-Intel CPUs): every product of the
-    rollout's forwards and the learner's forward and backward runs in oneDNN."""
+@pytest.mark.parametrize(
+    "library",
+    [
+        pytest.param(
+            "onednn",
+            marks=pytest.mark.skipif(
+                not torch.backends.mkldnn.is_available(), reason="no oneDNN in this build"
+            ),
+        ),
+        pytest.param(
+            "mkl_packed",
+            marks=pytest.mark.skipif(not mkl_packed.mkl_packing_available(), reason="no MKL in this build"),
+        ),
+    ],
+)
+def test_learns_to_use_the_tool_with_other_linear_products(
+    library, tool_shy, tokenizer, tmp_path, monkeypatch
+):
+    """``model.cpu_matmul``'s other libraries. ``onednn`` (what ``auto`` takes on non-Intel CPUs):
+    every product of the rollout's forwards and the learner's forward and backward runs in oneDNN.
+    ``mkl_packed`` (``auto`` on other x86 CPUs): the rollout's decode steps multiply by packed
+    weights, the learner keeps MKL's plain products."""
     calls = []
-    product = cpu_matmul._onednn_mm
-    monkeypatch.setattr(cpu_matmul, "_onednn_mm", lambda *a: calls.append(1) or product(*a))
-    monkeypatch.setattr(cpu_matmul, "ONEDNN_MIN_MACS", 0)  # the tiny model's products are all small
+    if library == "onednn":
+        product = cpu_matmul._onednn_mm
+        monkeypatch.setattr(cpu_matmul, "_onednn_mm", lambda *a: calls.append(1) or product(*a))
+        monkeypatch.setattr(cpu_matmul, "ONEDNN_MIN_MACS", 0)  # the tiny model's products are all small
+    else:
+        product = torch.ops.mkl._mkl_linear
+        monkeypatch.setattr(
+            torch.ops.mkl, "_mkl_linear", lambda *a: calls.append(1) or product(*a), raising=False
+        )
+        monkeypatch.setattr(mkl_packed, "PACK_MIN_WEIGHTS", 0)  # the tiny model's weights are all small
     model = build_tiny_llama(tokenizer, seed=5)
     model.load_state_dict(tool_shy)
-    assert cpu_matmul.apply_cpu_matmul(model, "onednn") == "onednn"
+    assert cpu_matmul.apply_cpu_matmul(model, library) == library
     curve = learn(model, tokenizer, right_answer, config(STEPS, n=4), tmp_path)
-    assert calls, "no product ran in oneDNN"
+    assert calls, f"no product ran in {library}"
     assert curve[0] < 0.3, f"the start should prefer the direct route: {curve}"
     assert final(curve) >= 0.7, f"reward per step: {[round(r, 2) for r in curve]}"
 

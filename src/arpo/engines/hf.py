@@ -35,6 +35,7 @@ from arpo.core.entropy import entropy_from_logits
 from arpo.core.logits import PolicyView, tokenizer_vocab_size
 from arpo.engines.base import Continuation, GeneratorStats, OnDone, Request, SamplingParams, requests_to_run
 from arpo.models.cache_argument import cache_argument
+from arpo.models.mkl_packed import release_packs
 
 KV = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 """Per layer (keys, values), each ``[kv_heads, length, head_dim]``."""
@@ -225,14 +226,19 @@ class HFGenerator:
 
     def update_weights(self, model: torch.nn.Module) -> None:
         """Nothing to copy: this generator samples with the learner's module itself. Cached KV
-        lives only as long as paths, and the rollout releases them all when it ends."""
+        lives only as long as paths, and the rollout releases them all when it ends; packed
+        weights (``model.cpu_matmul: mkl_packed``) are dropped, to be packed again from the new
+        weights."""
         if model is not self.model:
             raise ValueError("HFGenerator samples with the module it was built with; build a new one")
         if self._paths:
             raise RuntimeError(f"{len(self._paths)} paths still hold KV computed with the old weights")
+        release_packs(self.model)
 
     def sleep(self) -> None:
-        """Nothing to free between rollouts (the weights are the learner's)."""
+        """Free the packed weights of ``model.cpu_matmul: mkl_packed`` for the learner phase (the
+        weights themselves are the learner's)."""
+        release_packs(self.model)
 
     def fork(self, path: int, at: int) -> int:
         parent = self._get(path)

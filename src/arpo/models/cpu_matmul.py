@@ -22,10 +22,15 @@ natively (AVX-512, MKL's fast path) oneDNN took 0.9–1.6× MKL's time.
   autocast, small products) goes to ``F.linear`` as before. Small products stay with MKL because
   oneDNN's fixed cost per call (~25 µs here) exceeds them: emulated as above, 8 × 256 → 256 took
   39 µs in MKL and 56 µs in oneDNN, 8 × 256 → 1,024 137 and 112 µs, 1 × 256 → 256 11 and 38 µs;
+* ``mkl_packed``: like ``torch``, except that forwards without autograd of 3–64 rows (decode
+  steps) multiply by weights laid out once by MKL for that row count
+  (:class:`~arpo.models.mkl_packed.MKLPackedLinear`): 0.4–0.8× ``F.linear``'s time for SmolLM2's
+  layers at 8–32 rows on the development machine;
 * ``auto`` (the default): ``onednn`` on an x86 CPU where MKL would take its generic path
-  (:func:`mkl_generic_path`) and oneDNN is available, else ``torch``.
+  (:func:`mkl_generic_path`) and oneDNN is available; ``mkl_packed`` on any other x86 CPU whose
+  PyTorch has MKL; else ``torch``.
 
-Both compute the same products in another summation order: results agree to float32 rounding
+All three compute the same products in another summation order: results agree to float32 rounding
 (tests: 1e-5 of their size), not bitwise, so a seed's run on a machine depends on the choice.
 """
 
@@ -41,9 +46,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from arpo.models.mkl_packed import MKLPackedLinear, mkl_packing_available, release_packs
+
 logger = logging.getLogger(__name__)
 
-CpuMatmul = Literal["auto", "torch", "onednn"]
+CpuMatmul = Literal["auto", "torch", "onednn", "mkl_packed"]
+Resolved = Literal["torch", "onednn", "mkl_packed"]
 ONEDNN_MIN_MACS = 1 << 20
 """Rows × in × out below which a linear layer's product stays with ``F.linear`` (module docstring)."""
 X86 = {"x86_64", "amd64", "i386", "i686"}
@@ -75,16 +83,20 @@ def mkl_generic_path() -> str | None:
     return None
 
 
-def resolve_cpu_matmul(value: CpuMatmul) -> Literal["torch", "onednn"]:
-    """``torch`` or ``onednn`` for ``model.cpu_matmul`` (module docstring)."""
+def resolve_cpu_matmul(value: CpuMatmul) -> Resolved:
+    """``torch``, ``onednn`` or ``mkl_packed`` for ``model.cpu_matmul`` (module docstring)."""
     if value != "auto":
         if value == "onednn" and not torch.backends.mkldnn.is_available():
             raise ValueError("model.cpu_matmul onednn: this PyTorch build has no oneDNN (mkldnn)")
+        if value == "mkl_packed" and not mkl_packing_available():
+            raise ValueError("model.cpu_matmul mkl_packed: this PyTorch build has no MKL packed sgemm")
         return value
-    if platform.machine().lower() not in X86 or not torch.backends.mkldnn.is_available():
+    if platform.machine().lower() not in X86:
         return "torch"
     reason = mkl_generic_path()
     if reason is None:
+        return "mkl_packed" if mkl_packing_available() else "torch"
+    if not torch.backends.mkldnn.is_available():
         return "torch"
     logger.info("model.cpu_matmul auto: onednn (%s: MKL's sgemm would run its generic code)", reason)
     return "onednn"
@@ -136,16 +148,26 @@ class OneDNNLinear(nn.Linear):
         return _OneDNNLinearFunction.apply(x, self.weight, self.bias)
 
 
-def apply_cpu_matmul(model: nn.Module, value: CpuMatmul) -> Literal["torch", "onednn"]:
-    """Make every plain ``nn.Linear`` of ``model`` follow ``value``; returns what it resolved to.
+LINEAR_CLASSES: dict[Resolved, type[nn.Linear]] = {
+    "torch": nn.Linear,
+    "onednn": OneDNNLinear,
+    "mkl_packed": MKLPackedLinear,
+}
 
-    ``onednn`` swaps the layers' class to :class:`OneDNNLinear` in place (parameters, hooks and
-    state dicts are untouched, so checkpoints and adapters see ordinary linear layers); ``torch``
-    swaps any such layer back.
+
+def apply_cpu_matmul(model: nn.Module, value: CpuMatmul) -> Resolved:
+    """Make every linear layer of ``model`` of one of :data:`LINEAR_CLASSES` follow ``value``;
+    returns what it resolved to.
+
+    The layers' class is swapped in place (parameters, hooks and state dicts are untouched, so
+    checkpoints and adapters see ordinary linear layers); subclasses of ``nn.Linear`` other than
+    these are left alone.
     """
     resolved = resolve_cpu_matmul(value)
-    source, target = (nn.Linear, OneDNNLinear) if resolved == "onednn" else (OneDNNLinear, nn.Linear)
+    target = LINEAR_CLASSES[resolved]
+    classes = tuple(LINEAR_CLASSES.values())
+    release_packs(model)
     for module in model.modules():
-        if type(module) is source:
+        if type(module) in classes:
             module.__class__ = target
     return resolved
