@@ -18,7 +18,10 @@ projection 0.093 / 0.062 at 8 rows, 0.328 / 0.140 at 16, 0.495 / 0.225 at 32; 57
 so those stay with ``F.linear``. So do weights below :data:`PACK_MIN_WEIGHTS` elements: they gain
 tens of µs per call at most (512 → 256: 0.070 / 0.029 ms at 16 rows; SmolLM2's 576 → 192: 0.033 /
 0.017 at 8), and leaving them alone keeps the tiny models' seeded results (the demo's, the
-benchmarks') as documented. Packing costs about one read and write of W (0.2 s for all of SmolLM2's layers).
+benchmarks') as documented. Packing costs about one read and write of W (0.16–0.19 s for all of
+SmolLM2's layers). In the model, where every weight comes from memory once per decode step, the
+gain is smaller: ``benchmarks/roofline.py`` decodes SmolLM2 at batch 8 in 0.84–0.95× the time,
+at 32 in 0.95–0.99× (docs/performance.md).
 
 When the packed product applies: no autograd (``torch.no_grad`` or inference mode: the packed op
 has no backward, and the learner's forwards keep MKL's plain sgemm), a CPU tensor in float32
