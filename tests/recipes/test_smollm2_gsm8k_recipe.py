@@ -21,7 +21,12 @@ from arpo.train.jobs import RLJobConfig, SFTJobConfig, run_rl, run_sft
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TINY = ["model.name=tiny", "model.tiny.hidden_size=32", "model.tiny.num_layers=1"]
-QUICK_RL = ["train.steps=1", "train.rollout.engine=hf", "train.rollout.max_response_tokens=48"]
+QUICK_RL = [
+    "train.steps=1",
+    "train.prompts_per_step=8",
+    "train.rollout.engine=hf",
+    "train.rollout.max_response_tokens=48",
+]
 QUICK_RL += ['train.mixed_precision="no"', "train.logging.tensorboard=false"]
 
 
