@@ -90,6 +90,8 @@ def rollout(
 
 
 def _train(job: type[M], run: Any, config: Path | None, overrides: list[str] | None, resume: bool) -> None:
+    from arpo.train.loop import end_processes
+
     cfg = _load(job, config, overrides)
     try:
         history = run(cfg, resume=resume, console=console)
@@ -97,6 +99,8 @@ def _train(job: type[M], run: Any, config: Path | None, overrides: list[str] | N
         raise _fail(exc) from None
     except RunStopped as exc:
         raise _stopped(exc) from None
+    finally:
+        end_processes()
     checkpoints = Path(cfg.run_dir) / "checkpoints"  # type: ignore[attr-defined]
     steps = sum(m["step"] > 0 for m in history)  # step 0: the starting policy's validation
     console.print(f"[green]done[/green]: {steps} steps; checkpoints in {checkpoints}")

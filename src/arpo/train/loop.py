@@ -188,6 +188,15 @@ def process_state() -> PartialState:
     return state
 
 
+def end_processes() -> None:
+    """Leave the ``torch.distributed`` group this process joined, if any (accelerate's
+    ``destroy_process_group``), so that the backend's threads (gloo, DeepSpeed's communication) stop
+    before the interpreter exits: left running, one aborted a ZeRO-2 process at exit after its run
+    had finished ("terminate called without an active exception")."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        process_state().destroy_process_group()
+
+
 def parameter_digest(module: torch.nn.Module) -> str:
     """SHA-256 of ``module``'s parameters (names, dtypes, shapes and bytes): equal iff bitwise equal."""
     digest = hashlib.sha256()
