@@ -6,7 +6,8 @@ A benchmark script adds a workload; it takes its timing and reporting from here:
   paths (AVX-512, AMX), cores, torch version and threads, and the instruction-set limits set in
   the environment (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_ENABLE_INSTRUCTIONS``);
 * :data:`SLOW_CPU_ENV` — the environment that makes this machine compute like a 2-core AVX2-only
-  laptop or server (docs/demo.md, "Machines differ");
+  laptop or server (docs/demo.md, "Machines differ"); :func:`per_isa` runs a benchmark's
+  measurement natively and under it, each in a child process;
 * :func:`timed` — median of repeated calls after warm-up calls (:func:`sample_times` gives them
   all, :func:`percentile` any percentile of them); :func:`interleaved` — the same for several
   alternatives compared in one run, timed in turns;
@@ -16,11 +17,14 @@ A benchmark script adds a workload; it takes its timing and reporting from here:
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,18 @@ CPUs): torch's own kernels limited to AVX2, oneDNN to AVX2, MKL's GEMMs to SSE4.
 2-core AMD EPYC (AVX2 only), the demo's SFT step took 0.41 s; on the AVX-512/AMX development
 machine 0.16 s natively, 0.16 s with the first two variables only (MKL still used AVX-512) and
 0.45 s with all three."""
+
+
+def per_isa(script: str, argv: Sequence[str], isas: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """For each of ``isas`` (``native``; ``avx2``: under :data:`SLOW_CPU_ENV`), run
+    ``script --child *argv`` in a child process (the variables take effect only at start-up) and
+    yield the instruction set and the JSON object the child printed last."""
+    for isa in isas:
+        env = {**os.environ, **(SLOW_CPU_ENV if isa == "avx2" else {})}
+        print(f"{isa}: running {Path(script).name} ...", file=sys.stderr, flush=True)
+        command = [sys.executable, script, "--child", *argv]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        yield isa, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def machine() -> dict[str, Any]:

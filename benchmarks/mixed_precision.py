@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,7 +33,7 @@ from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import SLOW_CPU_ENV, describe, interleaved, machine, table  # noqa: E402
+from harness import describe, interleaved, machine, per_isa, table  # noqa: E402
 
 from arpo.models.builtin import resolve_model_name  # noqa: E402
 from arpo.models.cpu_matmul import apply_cpu_matmul, resolve_cpu_matmul  # noqa: E402
@@ -102,12 +100,7 @@ def main() -> None:
         print(json.dumps(measure(args.model, args.rows, args.tokens, args.repeats)))
         return
     rows = []
-    for isa in args.isa:
-        env = {**os.environ, **(SLOW_CPU_ENV if isa == "avx2" else {})}
-        print(f"{isa}: {args.rows} × {args.tokens} tokens of {args.model} ...", file=sys.stderr, flush=True)
-        command = [sys.executable, __file__, "--child", *sys.argv[1:]]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+    for isa, result in per_isa(__file__, sys.argv[1:], args.isa):
         print(result["machine"])
         seconds = result["seconds"]
         whole = {arm: sum(seconds[arm]) for arm in ARMS}

@@ -15,7 +15,14 @@ from arpo.engines.hf import HFGenerator
 from arpo.rollout import ArpoRollout, RolloutConfig
 from arpo.tools import Calculator, ToolBox
 from arpo.train.batching import LearnerRow
-from arpo.train.layout import AUTO_CANDIDATES, build_minibatch, choose_layout, layout_costs, one_path_tree
+from arpo.train.layout import (
+    AUTO_CANDIDATES,
+    build_minibatch,
+    choose_layout,
+    layout_costs,
+    model_tokens,
+    one_path_tree,
+)
 from arpo.train.layout_cost import LayoutCost
 from arpo.train.packing import PackedBatch, ancestor_mask, pack_trees
 from arpo.train.prefix_rows import PrefixBatch
@@ -213,7 +220,7 @@ def test_layout_cost_of_a_tiny_llama_by_hand(model64):
     # hidden 64, 2 layers, 4 heads of 16, vocabulary 62, tied output layer: 78,016 parameters
     assert sum(p.numel() for p in model64.parameters()) == 78_016
     cost = LayoutCost.of(model64)
-    assert cost.token == 2 * (78_016 - 62 * 64) + 2 * 64 * 62
+    assert cost.token == 2 * (78_016 - 62 * 64) and cost.output == 2 * 64 * 62
     assert cost.pair == 4 * (4 * 16) * 2
     assert cost.forward(3, 10) == 3 * 10 * cost.token + 3 * 10 * 10 * cost.pair
     # rows of 5, 7, 9 tokens two per forward: (5, 7) padded to 7, then (9), which has no padding
@@ -263,17 +270,24 @@ def test_auto_follows_the_tiny_llamas_cost_model(model64, shared_trees):
     cost = LayoutCost.of(model64)
     lengths = [len(r.token_ids) for r in rows]
     costs = layout_costs(shared_trees, lengths, 4, 10_000, cost)
-    assert costs["flat"] == cost.layout(sorted(lengths), 4)
-    assert costs["tree"] == cost.layout(
-        [len(row) for row in pack_trees(shared_trees, 10_000).rows], 4, masked=True
+    # the output layer: at every trajectory's model tokens flat, once per shared token packed
+    copies = sum(int((torch.tensor(r.weights) != 0).sum()) for r in rows)
+    nodes = [n for t in shared_trees for n in t.nodes if n.role.value == "model"]
+    unique = sum(len(n.token_ids) for n in nodes)
+    assert model_tokens(shared_trees) == (copies, unique) and unique < copies
+    assert costs["flat"] == cost.layout(sorted(lengths), 4) + copies * cost.output
+    assert (
+        costs["tree"]
+        == cost.layout([len(row) for row in pack_trees(shared_trees, 10_000).rows], 4, masked=True)
+        + unique * cost.output
     )
-    prefix, first = 0.0, 0
+    prefix, first = copies * cost.output, 0
     for tree in shared_trees:  # each tree's 6 trajectories by length, 4 then 2 per forward
         prompt, n = len(tree.root.token_ids), len(tree.leaves())
         mine = sorted(lengths[first : first + n])
         first += n
-        for chunk in (mine[:4], mine[4:]):
-            prefix += cost.prefixed(prompt, len(chunk), max(chunk) - prompt)
+        for chunk in (mine[:4], mine[4:]):  # and the prompt's last position, once per chunk
+            prefix += cost.prefixed(prompt, len(chunk), max(chunk) - prompt) + cost.output
     assert costs["prefix"] == pytest.approx(prefix)
     assert kind(layout(shared_trees, rows, "auto", cost=cost)) == choose_layout(costs)
     # one trajectory per tree: nothing shared, the prefix layout is never picked

@@ -37,7 +37,7 @@ import torch
 
 from arpo.core.logits import RAW, PolicyView
 from arpo.core.loss import Aggregation, token_scale
-from arpo.core.tree import RolloutTree
+from arpo.core.tree import Role, RolloutTree
 from arpo.train.batching import LearnerRow, PaddedBatch, micro_batches, pad_rows
 from arpo.train.layout_cost import LayoutCost
 from arpo.train.logprobs import token_logprobs
@@ -63,19 +63,15 @@ class Unit:
     def logprobs(
         self, model: torch.nn.Module, with_entropy: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Log-probs (and entropies) of the served copies, in ``copies`` order."""
+        """Log-probs (and entropies) of the served copies, in ``copies`` order (the output layer
+        runs only where they are predicted: :mod:`arpo.train.logprobs`)."""
+        options = {"with_entropy": with_entropy, "view": self.view, "wanted": (self.rows, self.cols)}
         if isinstance(self.inputs, PackedBatch):
-            out, ent = packed_logprobs(model, self.inputs, with_entropy=with_entropy, view=self.view)
+            out, ent = packed_logprobs(model, self.inputs, **options)
         elif isinstance(self.inputs, PrefixBatch):
-            out, ent = prefix_logprobs(model, self.inputs, with_entropy=with_entropy, view=self.view)
+            out, ent = prefix_logprobs(model, self.inputs, **options)
         else:
-            out, ent = token_logprobs(
-                model,
-                self.inputs.input_ids,
-                self.inputs.attention_mask,
-                with_entropy=with_entropy,
-                view=self.view,
-            )
+            out, ent = token_logprobs(model, self.inputs.input_ids, self.inputs.attention_mask, **options)
         picked = out[self.rows, self.cols]
         return picked, ent[self.rows, self.cols] if ent is not None else None
 
@@ -160,10 +156,12 @@ def layout_costs(
     trees already packed with ``pack_tokens``."""
     packed = packed or pack_trees(trees, pack_tokens)
     counts = [len(tree.leaves()) for tree in trees]
+    copies, unique = model_tokens(trees)
     costs = {
-        "flat": cost.layout(sorted(lengths), micro_batch_size),
-        "tree": cost.layout([len(row) for row in packed.rows], micro_batch_size, masked=True),
-        "prefix": 0.0,
+        "flat": cost.layout(sorted(lengths), micro_batch_size) + copies * cost.output,
+        "tree": cost.layout([len(row) for row in packed.rows], micro_batch_size, masked=True)
+        + unique * cost.output,
+        "prefix": copies * cost.output,
     }
     if min(counts) < 2:  # a tree with one trajectory shares nothing; its prompt forward is waste
         costs["prefix"] = math.inf
@@ -171,8 +169,21 @@ def layout_costs(
     for tree, members in zip(trees, _tree_rows(counts), strict=True):
         prompt = len(tree.root.token_ids)
         for chunk in _chunks(members, lengths, micro_batch_size):
-            costs["prefix"] += cost.prefixed(prompt, len(chunk), max(lengths[i] for i in chunk) - prompt)
+            width = max(lengths[i] for i in chunk) - prompt
+            costs["prefix"] += cost.prefixed(prompt, len(chunk), width) + cost.output
     return costs
+
+
+def model_tokens(trees: Sequence[RolloutTree]) -> tuple[int, int]:
+    """The trees' model tokens counted once per trajectory through them, and once each."""
+    copies = unique = 0
+    for tree in trees:
+        below = tree.leaf_counts()
+        for node in tree.nodes:
+            if node.role is Role.MODEL:
+                copies += len(node.token_ids) * below[node.id]
+                unique += len(node.token_ids)
+    return copies, unique
 
 
 MARGINS = {"tree": 0.9, "prefix": 0.8}

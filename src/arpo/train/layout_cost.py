@@ -8,12 +8,17 @@ between its dense layers and its attention. For one forward over B rows padded t
 (padding is computed too) the model counts floating-point operations:
 
     C(B, W) = B·W·c_token + B·W²·c_pair
-    c_token = 2·P_dense + 2·d·V        (matrix products per token: every weight outside the input
-                                        embedding once, the output layer d × V once even when tied)
+    c_token = 2·P_dense                (matrix products per token: every weight outside the input
+                                        and output embeddings once)
     c_pair  = 4·h·n_layers             (QKᵀ and the attention-weighted values, h = heads × head
                                         size, per layer)
 
-and the layout's cost is the sum over its forwards (each forward's backward costs about twice its
+plus K·c_output, c_output = 2·d·V (the output layer d × V, once even when tied), for the K
+positions whose logits the layout computes: the output layer runs only where one of the model's
+tokens is predicted (:mod:`arpo.train.logprobs`), so K is the model tokens of every trajectory
+laid out flat, each shared model token once in a packed tree, and the prefix layout's response
+tokens plus one prompt position per chunk (prompts and tool results get no logits in any layout).
+The layout's cost is the sum over its forwards (each forward's backward costs about twice its
 forward in both terms, so the comparison does not change). A forward without padding and without
 a custom mask (flat rows of equal length, e.g. all cut at the budget) runs the causal attention
 kernel, which skips the masked half: B·W²·c_pair / 2 (measured for the grid of
@@ -49,6 +54,8 @@ class LayoutCost:
     pair: float
     split_prefix: bool = False
     """The prefix layout's rows run the split attention (:mod:`arpo.train.prefix_attention`)."""
+    output: float = 0.0
+    """FLOPs of the output layer at one position (c_output)."""
 
     @classmethod
     def of(cls, model: torch.nn.Module) -> LayoutCost:
@@ -66,9 +73,10 @@ class LayoutCost:
         dense = sum(p.numel() for p in model.parameters()) - embeddings.numel()
         dense -= output.weight.numel() if untied else 0
         return cls(
-            token=2.0 * dense + 2.0 * hidden * vocab,
+            token=2.0 * dense,
             pair=4.0 * attention_width * config.num_hidden_layers,
             split_prefix=split_applies(model),
+            output=2.0 * hidden * vocab,
         )
 
     def forward(self, rows: int, width: int, causal: bool = False) -> float:

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from arpo.core.entropy import entropy_from_logits
 from arpo.core.logits import RAW, PolicyView
 from arpo.core.tree import RolloutTree
+from arpo.train.logprobs import Wanted, needed_positions, output_layer_at, read_logprobs, slot_index
 
 
 @dataclass
@@ -144,29 +144,29 @@ def collate_packed(
 
 
 def packed_logprobs(
-    model: torch.nn.Module, batch: PackedBatch, *, with_entropy: bool = False, view: PolicyView = RAW
+    model: torch.nn.Module,
+    batch: PackedBatch,
+    *,
+    with_entropy: bool = False,
+    view: PolicyView = RAW,
+    wanted: Wanted | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``[B, L]`` log-prob of each packed token given its own trajectory's context (0 without one),
-    under the policy ``view`` of the logits (:mod:`arpo.core.logits`).
-
-    Reads the logits at each token's predecessor column by index, without copying the logits.
-    """
-    logits = model(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids,
-        use_cache=False,
-    ).logits
-    logits = view(logits)
-    rows, width, vocab = logits.shape
-    has_prev = batch.predecessor >= 0
-    prev = batch.predecessor.clamp(min=0)
-    flat_rows = (torch.arange(rows, device=prev.device)[:, None] * width + prev).reshape(-1)
-    target = logits.reshape(rows * width, vocab)[flat_rows, batch.input_ids.reshape(-1)].reshape(rows, width)
-    picked = target - torch.logsumexp(logits, dim=-1).gather(1, prev)
-    zero = torch.zeros_like(picked)
-    logprobs = torch.where(has_prev, picked, zero)
-    entropies = (
-        torch.where(has_prev, entropy_from_logits(logits).gather(1, prev), zero) if with_entropy else None
-    )
-    return logprobs, entropies
+    """``[B, L]`` log-prob of each ``wanted`` packed token (default: every token with a
+    predecessor) given its own trajectory's context, 0 elsewhere, under the policy ``view`` of the
+    logits (:mod:`arpo.core.logits`). The output layer runs only at the wanted tokens'
+    predecessor columns (:func:`arpo.train.logprobs.output_layer_at`)."""
+    rows, cols = wanted if wanted is not None else torch.nonzero(batch.predecessor >= 0, as_tuple=True)
+    previous = batch.predecessor[rows, cols]
+    if bool((previous < 0).any()):
+        raise ValueError("a wanted packed token has no predecessor: its log-prob has no context")
+    needed = needed_positions(batch.input_ids.shape, rows, previous)
+    with output_layer_at(model, needed):
+        logits = model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+        ).logits
+    slot = torch.full_like(batch.input_ids, -1)
+    slot[rows, cols] = slot_index(needed)[rows, previous]
+    return read_logprobs(view(logits), slot, batch.input_ids, with_entropy)

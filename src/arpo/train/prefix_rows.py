@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
-from arpo.core.entropy import entropy_from_logits
 from arpo.core.logits import RAW, PolicyView
 from arpo.models.cache_argument import cache_argument
+from arpo.train.logprobs import Wanted, needed_positions, output_layer_at, read_logprobs, slot_index
 from arpo.train.prefix_attention import split_prefix_attention
 
 
@@ -47,20 +47,29 @@ class PrefixBatch:
     """``[B, P + W]``: 1 on the prompt and on each response's tokens, 0 on padding."""
 
 
-def _picked(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[target] per position, without a full log-softmax."""
-    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-
-
 def prefix_logprobs(
-    model: torch.nn.Module, batch: PrefixBatch, *, with_entropy: bool = False, view: PolicyView = RAW
+    model: torch.nn.Module,
+    batch: PrefixBatch,
+    *,
+    with_entropy: bool = False,
+    view: PolicyView = RAW,
+    wanted: Wanted | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``[B, W]`` log-prob of each response token given the prompt and the response before it
-    (and the entropies of the predicting distributions), under the policy ``view``."""
+    """``[B, W]`` log-prob of each ``wanted`` response token (default: all) given the prompt and
+    the response before it, 0 elsewhere, and the entropies of the predicting distributions, under
+    the policy ``view``. The output layer runs only where a wanted token is predicted: the
+    prompt's last position and the wanted tokens' predecessors
+    (:func:`arpo.train.logprobs.output_layer_at`)."""
     rows, width = batch.input_ids.shape
     prompt_len = batch.prompt_ids.shape[1]
+    if wanted is None:
+        wanted = torch.nonzero(torch.ones_like(batch.input_ids, dtype=torch.bool), as_tuple=True)
+    wanted_rows, wanted_cols = wanted
     argument = cache_argument(model)
-    prompt = model(input_ids=batch.prompt_ids, use_cache=True)
+    last = torch.zeros_like(batch.prompt_ids, dtype=torch.bool)
+    last[0, -1] = True
+    with output_layer_at(model, last):
+        prompt = model(input_ids=batch.prompt_ids, use_cache=True)
     layers = [
         (layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1))
         for layer in prompt.past_key_values.layers
@@ -68,7 +77,9 @@ def prefix_logprobs(
     positions = torch.arange(prompt_len, prompt_len + width, device=batch.input_ids.device).expand(
         rows, width
     )
-    with split_prefix_attention(model, batch.attention_mask):
+    later = wanted_cols > 0  # predicted inside the response; column 0 by the prompt's last position
+    needed = needed_positions(batch.input_ids.shape, wanted_rows[later], wanted_cols[later] - 1)
+    with split_prefix_attention(model, batch.attention_mask), output_layer_at(model, needed):
         response = model(
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask,
@@ -76,16 +87,13 @@ def prefix_logprobs(
             use_cache=False,
             **{argument: DynamicCache(ddp_cache_data=layers)},
         ).logits
-    first = view(prompt.logits[:, -1])  # [1, V]: predicts every response's first token
-    rest = view(response[:, :-1])  # [B, W - 1]: predict tokens 1 … W - 1
-    logprobs = torch.cat(
-        [
-            _picked(first.expand(rows, -1), batch.input_ids[:, 0])[:, None],
-            _picked(rest, batch.input_ids[:, 1:]),
-        ],
-        dim=1,
-    )
-    if not with_entropy:
-        return logprobs, None
-    entropies = torch.cat([entropy_from_logits(first).expand(rows, 1), entropy_from_logits(rest)], dim=1)
-    return logprobs, entropies
+    first_slot = torch.full_like(batch.input_ids, -1)
+    first_slot[wanted_rows[~later], 0] = 0
+    slot = torch.full_like(batch.input_ids, -1)
+    slot[wanted_rows[later], wanted_cols[later]] = slot_index(needed)[
+        wanted_rows[later], wanted_cols[later] - 1
+    ]
+    first, first_entropy = read_logprobs(view(prompt.logits), first_slot, batch.input_ids, with_entropy)
+    rest, rest_entropy = read_logprobs(view(response), slot, batch.input_ids, with_entropy)
+    entropies = rest_entropy + first_entropy if with_entropy else None  # type: ignore[operator]
+    return rest + first, entropies
