@@ -7,7 +7,7 @@ A benchmark script adds a workload; it takes its timing and reporting from here:
   the environment (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_ENABLE_INSTRUCTIONS``);
 * :data:`SLOW_CPU_ENV` — the environment that makes this machine compute like a 2-core AVX2-only
   laptop or server (docs/demo.md, "Machines differ"); :func:`per_isa` runs a benchmark's
-  measurement natively and under it, each in a child process;
+  measurement natively and under it, each in a child process (:func:`add_isa_arguments`);
 * :func:`timed` — median of repeated calls after warm-up calls (:func:`sample_times` gives them
   all, :func:`percentile` any percentile of them); :func:`interleaved` — the same for several
   alternatives compared in one run, timed in turns;
@@ -17,6 +17,7 @@ A benchmark script adds a workload; it takes its timing and reporting from here:
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -38,6 +39,13 @@ CPUs): torch's own kernels limited to AVX2, oneDNN to AVX2, MKL's GEMMs to SSE4.
 2-core AMD EPYC (AVX2 only), the demo's SFT step took 0.41 s; on the AVX-512/AMX development
 machine 0.16 s natively, 0.16 s with the first two variables only (MKL still used AVX-512) and
 0.45 s with all three."""
+
+
+def add_isa_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--isa`` (the instruction sets :func:`per_isa` runs) and the hidden ``--child`` flag that
+    marks the measuring process."""
+    parser.add_argument("--isa", nargs="+", default=["native", "avx2"], choices=["native", "avx2"])
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
 
 
 def per_isa(script: str, argv: Sequence[str], isas: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -33,7 +33,7 @@ from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import describe, interleaved, machine, per_isa, table  # noqa: E402
+from harness import add_isa_arguments, describe, interleaved, machine, per_isa, table  # noqa: E402
 
 from arpo.models.builtin import resolve_model_name  # noqa: E402
 from arpo.models.cpu_matmul import apply_cpu_matmul, resolve_cpu_matmul  # noqa: E402
@@ -93,8 +93,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=210)
     parser.add_argument("--repeats", type=int, default=1, help="timed steps per arm (median)")
-    parser.add_argument("--isa", nargs="+", default=["native", "avx2"], choices=["native", "avx2"])
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    add_isa_arguments(parser)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.model, args.rows, args.tokens, args.repeats)))

@@ -30,7 +30,7 @@ import torch
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import describe, interleaved, machine, per_isa, table  # noqa: E402
+from harness import add_isa_arguments, describe, interleaved, machine, per_isa, table  # noqa: E402
 
 from arpo.models.cpu_matmul import resolve_cpu_matmul  # noqa: E402
 from arpo.models.loading import PolicyConfig, load_policy  # noqa: E402
@@ -132,8 +132,7 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=16, help="demonstrations per step (the recipe's batch)")
     parser.add_argument("--layouts", nargs="+", default=["tree", "flat"], choices=["tree", "flat"])
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per arm (median)")
-    parser.add_argument("--isa", nargs="+", default=["native", "avx2"], choices=["native", "avx2"])
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    add_isa_arguments(parser)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.model, args.demos, args.layouts, args.repeats)))
