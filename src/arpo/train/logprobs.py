@@ -95,6 +95,27 @@ def read_logprobs(
     return torch.where(has, picked, zero), entropies
 
 
+def logprobs_at(
+    model: nn.Module,
+    inputs: dict[str, Any],
+    wanted: Wanted,
+    previous: torch.Tensor,
+    view: PolicyView,
+    with_entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run ``model(**inputs)`` with its output layer only at (row, ``previous``) of each ``wanted``
+    token, and read the ``[B, T]`` log-probs (and entropies) of ``inputs["input_ids"]`` at the
+    wanted positions from those logits, 0 elsewhere."""
+    ids = inputs["input_ids"]
+    rows, cols = wanted
+    needed = needed_positions(ids.shape, rows, previous)
+    with output_layer_at(model, needed):
+        logits = model(**inputs).logits
+    slot = torch.full_like(ids, -1)
+    slot[rows, cols] = slot_index(needed)[rows, previous]
+    return read_logprobs(view(logits), slot, ids, with_entropy)
+
+
 def every_token(shape: torch.Size, device: torch.device) -> Wanted:
     """Every (row, column ≥ 1) of a ``[B, T]`` batch, row-major."""
     grid = torch.ones(shape, dtype=torch.bool, device=device)
@@ -121,12 +142,7 @@ def token_logprobs(
     rows, cols = wanted if wanted is not None else every_token(input_ids.shape, input_ids.device)
     if bool((cols < 1).any()):
         raise ValueError("column 0 has no context: its log-prob cannot be asked for")
-    needed = needed_positions(input_ids.shape, rows, cols - 1)
-    kwargs = {"use_cache": False}
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
     if position_ids is not None:
-        kwargs["position_ids"] = position_ids
-    with output_layer_at(model, needed):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
-    slot = torch.full_like(input_ids, -1)
-    slot[rows, cols] = slot_index(needed)[rows, cols - 1]
-    return read_logprobs(view(logits), slot, input_ids, with_entropy)
+        inputs["position_ids"] = position_ids
+    return logprobs_at(model, inputs, (rows, cols), cols - 1, view, with_entropy)

@@ -32,7 +32,7 @@ import torch
 
 from arpo.core.logits import RAW, PolicyView
 from arpo.core.tree import RolloutTree
-from arpo.train.logprobs import Wanted, needed_positions, output_layer_at, read_logprobs, slot_index
+from arpo.train.logprobs import Wanted, logprobs_at
 
 
 @dataclass
@@ -159,14 +159,10 @@ def packed_logprobs(
     previous = batch.predecessor[rows, cols]
     if bool((previous < 0).any()):
         raise ValueError("a wanted packed token has no predecessor: its log-prob has no context")
-    needed = needed_positions(batch.input_ids.shape, rows, previous)
-    with output_layer_at(model, needed):
-        logits = model(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-            use_cache=False,
-        ).logits
-    slot = torch.full_like(batch.input_ids, -1)
-    slot[rows, cols] = slot_index(needed)[rows, previous]
-    return read_logprobs(view(logits), slot, batch.input_ids, with_entropy)
+    inputs = {
+        "input_ids": batch.input_ids,
+        "attention_mask": batch.attention_mask,
+        "position_ids": batch.position_ids,
+        "use_cache": False,
+    }
+    return logprobs_at(model, inputs, (rows, cols), previous, view, with_entropy)

@@ -33,7 +33,7 @@ from transformers import DynamicCache
 
 from arpo.core.logits import RAW, PolicyView
 from arpo.models.cache_argument import cache_argument
-from arpo.train.logprobs import Wanted, needed_positions, output_layer_at, read_logprobs, slot_index
+from arpo.train.logprobs import Wanted, logprobs_at, output_layer_at, read_logprobs
 from arpo.train.prefix_attention import split_prefix_attention
 
 
@@ -78,22 +78,20 @@ def prefix_logprobs(
         rows, width
     )
     later = wanted_cols > 0  # predicted inside the response; column 0 by the prompt's last position
-    needed = needed_positions(batch.input_ids.shape, wanted_rows[later], wanted_cols[later] - 1)
-    with split_prefix_attention(model, batch.attention_mask), output_layer_at(model, needed):
-        response = model(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            position_ids=positions,
-            use_cache=False,
-            **{argument: DynamicCache(ddp_cache_data=layers)},
-        ).logits
+    inputs = {
+        "input_ids": batch.input_ids,
+        "attention_mask": batch.attention_mask,
+        "position_ids": positions,
+        "use_cache": False,
+        argument: DynamicCache(ddp_cache_data=layers),
+    }
+    response_wanted = (wanted_rows[later], wanted_cols[later])
+    with split_prefix_attention(model, batch.attention_mask):
+        rest, rest_entropy = logprobs_at(
+            model, inputs, response_wanted, wanted_cols[later] - 1, view, with_entropy
+        )
     first_slot = torch.full_like(batch.input_ids, -1)
     first_slot[wanted_rows[~later], 0] = 0
-    slot = torch.full_like(batch.input_ids, -1)
-    slot[wanted_rows[later], wanted_cols[later]] = slot_index(needed)[
-        wanted_rows[later], wanted_cols[later] - 1
-    ]
     first, first_entropy = read_logprobs(view(prompt.logits), first_slot, batch.input_ids, with_entropy)
-    rest, rest_entropy = read_logprobs(view(response), slot, batch.input_ids, with_entropy)
     entropies = rest_entropy + first_entropy if with_entropy else None  # type: ignore[operator]
     return rest + first, entropies
