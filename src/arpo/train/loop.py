@@ -189,12 +189,19 @@ def process_state() -> PartialState:
 
 
 def end_processes() -> None:
-    """Leave the ``torch.distributed`` group this process joined, if any (accelerate's
+    """Leave the ``torch.distributed`` group the trainer set up, if any (accelerate's
     ``destroy_process_group``), so that the backend's threads (gloo, DeepSpeed's communication) stop
     before the interpreter exits: left running, one aborted a ZeRO-2 process at exit after its run
-    had finished ("terminate called without an active exception")."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        process_state().destroy_process_group()
+    had finished ("terminate called without an active exception").
+
+    A group accelerate did not set up (it runs this process alone) is left to its owner: vLLM's
+    in-process engine makes one of its own and destroys its groups at exit, which fails with
+    "Invalid process group specified" once the group is gone."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    state = process_state()
+    if state.distributed_type != DistributedType.NO:
+        state.destroy_process_group()
 
 
 def parameter_digest(module: torch.nn.Module) -> str:
