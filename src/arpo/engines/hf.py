@@ -10,7 +10,8 @@ token without feeding anything. A fork at a position with no stored logits recom
 One ``generate`` call runs all requested paths as one batch:
 
 1. *gather*: each row's chunks are copied right-aligned into a batch cache ``[B, H, L, D]``
-   (left padding where rows are shorter);
+   (left padding where rows are shorter), whose buffers have spare columns that later forwards
+   append into in place (:mod:`arpo.engines.batch_cache`);
 2. *prefill*: the rows' pending tokens (prompt, or last sampled token + tool result) go through
    the model in one forward, right-aligned so the last column gives every row's next-token logits;
 3. *decode*: sample, record log-prob and exact entropy, check stops, feed the sampled tokens;
@@ -29,12 +30,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from arpo.core.entropy import entropy_from_logits
 from arpo.core.logits import PolicyView, tokenizer_vocab_size
 from arpo.engines.base import Continuation, GeneratorStats, OnDone, Request, SamplingParams, requests_to_run
+from arpo.engines.batch_cache import BatchCache, spare_columns
 from arpo.models.cache_argument import cache_argument
+from arpo.models.grouped_attention import grouped_query_attention
 from arpo.models.mkl_packed import release_packs
 
 KV = tuple[tuple[torch.Tensor, torch.Tensor], ...]
@@ -59,7 +62,7 @@ class _Running:
     rows: list[_Path] = field(default_factory=list)
     outs: list[Continuation] = field(default_factory=list)
     budgets: list[int] = field(default_factory=list)
-    cache: DynamicCache | None = None
+    cache: BatchCache | None = None
     valid: torch.Tensor | None = None
     """Batch cache columns that hold each row's keys and values ``[B, width]``."""
     starts: list[int] = field(default_factory=list)
@@ -71,7 +74,7 @@ class _Running:
         self,
         requests: list[Request],
         rows: list[_Path],
-        cache: DynamicCache,
+        cache: BatchCache,
         valid: torch.Tensor,
         starts: list[int],
     ) -> None:
@@ -86,13 +89,10 @@ class _Running:
         width = max(self.valid.shape[1], valid.shape[1])
         pad_old, pad_new = width - self.valid.shape[1], width - valid.shape[1]
         layers = [
-            (
-                torch.cat([_pad_left(a.keys, pad_old), _pad_left(b.keys, pad_new)]),
-                torch.cat([_pad_left(a.values, pad_old), _pad_left(b.values, pad_new)]),
-            )
+            (_stack_right_aligned(a.keys, b.keys, width), _stack_right_aligned(a.values, b.values, width))
             for a, b in zip(self.cache.layers, cache.layers, strict=True)
         ]
-        self.cache = DynamicCache(ddp_cache_data=layers)
+        self.cache = BatchCache(layers, width)
         self.valid = torch.cat(
             [
                 torch.nn.functional.pad(self.valid, (pad_old, 0), value=False),
@@ -130,9 +130,14 @@ def _one_forward(live: int, joining: list[_Path]) -> bool:
     return (live + len(joining)) * max(pending) <= JOIN_PADDING * (live + sum(pending))
 
 
-def _pad_left(x: torch.Tensor, n: int) -> torch.Tensor:
-    """``[B, H, W, D]`` with ``n`` zero columns before ``W``."""
-    return torch.nn.functional.pad(x, (0, 0, n, 0)) if n else x
+def _stack_right_aligned(a: torch.Tensor, b: torch.Tensor, width: int) -> torch.Tensor:
+    """``a`` ``[B_a, H, W_a, D]`` over ``b`` ``[B_b, H, W_b, D]``, each right-aligned in ``width``
+    columns (zeros before), in a buffer with spare columns after them (:mod:`arpo.engines.batch_cache`)."""
+    out = a.new_empty((a.shape[0] + b.shape[0], a.shape[1], spare_columns(width), a.shape[3]))
+    out[:, :, :width].zero_()
+    out[: a.shape[0], :, width - a.shape[2] : width] = a
+    out[a.shape[0] :, :, width - b.shape[2] : width] = b
+    return out
 
 
 def _chunk_len(chunk: KV) -> int:
@@ -358,17 +363,19 @@ class HFGenerator:
             if not run.rows and not waiting:
                 return
 
-    def _gather(self, rows: list[_Path]) -> tuple[DynamicCache, torch.Tensor]:
+    def _gather(self, rows: list[_Path]) -> tuple[BatchCache, torch.Tensor]:
         """Batch cache with each row's cached prefix right-aligned, and its validity mask ``[B, L]``."""
         width = max(r.kv_len for r in rows)
         valid = torch.zeros(len(rows), width, dtype=torch.bool, device=self.device)
         if width == 0:
-            return DynamicCache(), valid
+            return BatchCache(), valid
         layers = []
         template = next(r.chunks[0] for r in rows if r.chunks)
         for layer, (k0, v0) in enumerate(template):
-            keys = k0.new_zeros((len(rows), k0.shape[0], width, k0.shape[2]))
-            values = v0.new_zeros((len(rows), v0.shape[0], width, v0.shape[2]))
+            keys = k0.new_empty((len(rows), k0.shape[0], spare_columns(width), k0.shape[2]))
+            values = v0.new_empty((len(rows), v0.shape[0], spare_columns(width), v0.shape[2]))
+            keys[:, :, :width].zero_()
+            values[:, :, :width].zero_()
             for b, row in enumerate(rows):
                 pos = width - row.kv_len
                 for chunk in row.chunks:
@@ -379,10 +386,10 @@ class HFGenerator:
             layers.append((keys, values))
         for b, row in enumerate(rows):
             valid[b, width - row.kv_len :] = True
-        return DynamicCache(ddp_cache_data=layers), valid
+        return BatchCache(layers, width), valid
 
     def _prefill(
-        self, rows: list[_Path], cache: DynamicCache, valid: torch.Tensor, live: int = 0
+        self, rows: list[_Path], cache: BatchCache, valid: torch.Tensor, live: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """Run every row's pending tokens through the model as one right-aligned block.
 
@@ -424,7 +431,7 @@ class HFGenerator:
         return torch.stack(result), keys_valid, starts
 
     def _decode_step(
-        self, cache: DynamicCache, valid: torch.Tensor, tokens: torch.Tensor, rows: list[_Path]
+        self, cache: BatchCache, valid: torch.Tensor, tokens: torch.Tensor, rows: list[_Path]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         valid = torch.cat([valid, torch.ones(len(rows), 1, dtype=torch.bool, device=self.device)], dim=1)
         positions = torch.tensor([[len(r.ids) - 1] for r in rows], device=self.device)
@@ -433,17 +440,19 @@ class HFGenerator:
         return logits, valid
 
     def _forward(
-        self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: DynamicCache
+        self, input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: BatchCache
     ) -> torch.Tensor:
-        """One model pass appending to ``cache``; next-token logits ``[B, V]`` in >= float32."""
-        out = self.model(
-            input_ids=input_ids,
-            position_ids=positions,
-            attention_mask=mask,
-            use_cache=True,
-            logits_to_keep=1,
-            **{self._cache_arg: cache},
-        )
+        """One model pass appending to ``cache``; next-token logits ``[B, V]`` in >= float32.
+        Grouped-query attention reads the cached heads in place (:mod:`arpo.models.grouped_attention`)."""
+        with grouped_query_attention(self.model):
+            out = self.model(
+                input_ids=input_ids,
+                position_ids=positions,
+                attention_mask=mask,
+                use_cache=True,
+                logits_to_keep=1,
+                **{self._cache_arg: cache},
+            )
         logits = out.logits[:, -1, :]
         return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
@@ -465,7 +474,7 @@ class HFGenerator:
         return row.logits
 
     def _store_new_kv(
-        self, row: _Path, cache: DynamicCache, valid: torch.Tensor, b: int, start: int, upto: int
+        self, row: _Path, cache: BatchCache, valid: torch.Tensor, b: int, start: int, upto: int
     ) -> None:
         """Copy row ``b``'s new KV columns out of the batch as a chunk: the first ``upto - kv_len``
         valid columns from ``start`` (a row that joined a running batch's decode step has padding
