@@ -19,8 +19,7 @@ its backward sums the key/value gradients over a group in another order, so this
 forwards without autograd only, and the learner's forwards and backwards are unchanged.
 
 :func:`grouped_query_attention` switches a model to it for the duration of a ``with`` block (the
-generator's forward), by naming :data:`IMPLEMENTATION` as the text config's attention
-implementation and restoring the previous name afterwards, so nothing else (the learner, a saved
+generator's forward; :mod:`arpo.models.attention_implementation`), so nothing else (the learner, a saved
 ``config.json``) ever sees it. It applies only to models running transformers' ``sdpa``; calls it
 does not cover (a gradient, no mask, not a CPU tensor, dropout, a position bias, a paged cache,
 returned attention weights, no groups) go to ``sdpa`` unchanged.
@@ -35,6 +34,8 @@ from typing import Any
 import torch
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from arpo.models.attention_implementation import attention_implementation, runs_sdpa
 
 IMPLEMENTATION = "arpo_cpu_grouped_sdpa"
 """The name this module registers in transformers' ``AttentionInterface``."""
@@ -81,13 +82,8 @@ AttentionInterface.register(IMPLEMENTATION, grouped_sdpa_forward)
 def grouped_query_attention(model: PreTrainedModel) -> Iterator[None]:
     """Within the block, ``model``'s attention runs :func:`grouped_sdpa_forward` if it runs
     transformers' ``sdpa``; otherwise (eager, flash, flex) nothing changes."""
-    config = model.config.get_text_config(decoder=True)
-    previous = getattr(config, "_attn_implementation_internal", None)
-    if previous != "sdpa":
+    if not runs_sdpa(model):
         yield
         return
-    config._attn_implementation_internal = IMPLEMENTATION
-    try:
+    with attention_implementation(model, IMPLEMENTATION):
         yield
-    finally:
-        config._attn_implementation_internal = previous

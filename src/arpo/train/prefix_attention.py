@@ -37,6 +37,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface
 
+from arpo.models.attention_implementation import attention_implementation, model_configs, runs_sdpa
+
 NAME = "arpo_prefix_split"
 """The attention implementation registered with transformers for the response forward."""
 
@@ -126,17 +128,14 @@ AttentionInterface.register(NAME, _split_attention)
 AttentionMaskInterface.register(NAME, _no_mask)
 
 
-def _configs(model: torch.nn.Module) -> dict[int, Any]:
-    return {id(m.config): m.config for m in model.modules() if hasattr(m, "config")}
-
-
 def split_applies(model: torch.nn.Module) -> bool:
     """Whether the model's prefix rows take the split: transformers' ``sdpa`` attention in every
     config, weights on the CPU, no attention dropout while training."""
-    configs = _configs(model).values()
     on_cpu = next(model.parameters()).device.type == "cpu"
-    dropout = model.training and any(getattr(config, "attention_dropout", 0.0) for config in configs)
-    return on_cpu and not dropout and {getattr(c, "_attn_implementation", None) for c in configs} == {"sdpa"}
+    dropout = model.training and any(
+        getattr(config, "attention_dropout", 0.0) for config in model_configs(model)
+    )
+    return on_cpu and not dropout and runs_sdpa(model)
 
 
 @contextmanager
@@ -148,12 +147,5 @@ def split_prefix_attention(model: torch.nn.Module, attention_mask: torch.Tensor)
     if not (right_padded and split_applies(model)):
         yield False
         return
-    configs = _configs(model)
-    implementations = {key: config._attn_implementation for key, config in configs.items()}
-    try:
-        for config in configs.values():
-            config._attn_implementation = NAME
+    with attention_implementation(model, NAME):
         yield True
-    finally:
-        for key, config in configs.items():
-            config._attn_implementation = implementations[key]
