@@ -5,6 +5,8 @@
 #
 #   bash scripts/smollm2_gsm8k.sh [RUN_DIR] [SEED]        defaults: runs/smollm2-gsm8k 0
 #
+# It runs from the project root: relative paths (RUN_DIR, GSM8K, ARPO) are taken from there.
+#
 # Environment: GSM8K=path/to/gsm8k/test.jsonl adds it to the greedy evaluation (never trained on);
 # PHASES="data sft arpo grpo eval sampled" runs a subset (default: all, in that order);
 # ARPO=.venv/bin/arpo the CLI to call (split at spaces); N_TRAIN=1000 N_TEST=200 N_VAL=200 the problem counts;
@@ -17,6 +19,7 @@
 # evaluation phase runs again whole. The data files do not depend on SEED: seeds 0, 1, 2 make the
 # training, test and validation problems, as in the recipe doc.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 R=${1:-runs/smollm2-gsm8k}
 SEED=${2:-0}
@@ -25,6 +28,12 @@ read -ra SFT_EXTRA <<< "${SFT_ARGS:-}"
 read -ra RL_EXTRA <<< "${RL_ARGS:-}"
 read -ra EVAL_EXTRA <<< "${EVAL_ARGS:-}"
 PHASES=${PHASES:-data sft arpo grpo eval sampled}
+for p in $PHASES; do
+  case $p in
+    data|sft|arpo|grpo|eval|sampled) ;;
+    *) echo "unknown phase '$p' in PHASES (known: data sft arpo grpo eval sampled)" >&2; exit 2 ;;
+  esac
+done
 TIMINGS=$R/timings.tsv
 mkdir -p "$R"
 touch "$TIMINGS"
@@ -84,11 +93,6 @@ phase_sampled() {  # the policy RL trains: T = 1, 4 samples per synthetic test p
   done
 }
 
-for p in $PHASES; do
-  case $p in
-    data|sft|arpo|grpo|eval|sampled) phase "$p" ;;
-    *) echo "unknown phase '$p' (PHASES: data sft arpo grpo eval sampled)" >&2; exit 2 ;;
-  esac
-done
+for p in $PHASES; do phase "$p"; done
 log "timings ($TIMINGS):"
 awk -F'\t' '{ s += $2; printf "  %-8s %6d s\n", $1, $2 } END { printf "  %-8s %6d s = %.1f min\n", "total", s, s / 60 }' "$TIMINGS" >&2

@@ -86,3 +86,15 @@ def test_the_recipe_script_runs_every_stage_on_a_tiny_model(tmp_path: Path) -> N
     again = run_script(run, {})
     assert all(f"{name}: done before" in again for name in PHASES)
     assert (run / "timings.tsv").read_text().count("\n") == len(PHASES)
+
+
+def test_an_unknown_phase_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    run = tmp_path / "recipe"
+    done = subprocess.run(
+        ["bash", str(SCRIPT), str(run)],
+        env={**os.environ, "PHASES": "data evaluate"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "unknown phase 'evaluate'" in done.stderr
+    assert not run.exists()
