@@ -9,7 +9,7 @@ seeds, and writes ``OUT/summary.json``, ``OUT/training-accuracy.png`` (every see
 per-step curve of the initial samples) and ``OUT/validation-accuracy.png`` (every seed's
 fixed-task curve).
 
-``avx2`` runs the demo with :data:`harness.SLOW_CPU_ENV`. Accuracies do not depend on the load of
+``avx2`` runs the demo with :func:`harness.slow_cpu_environ`. Accuracies do not depend on the load of
 the machine (the computation is the same), so ``--jobs 2`` may run two demos at once; wall times
 are only meaningful for demos that ran alone (``--jobs 1``).
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import SLOW_CPU_ENV, describe, machine, spread, table  # noqa: E402
+from harness import describe, machine, slow_cpu_environ, spread, table  # noqa: E402
 
 from arpo.report.plots import Panel, Series, figure  # noqa: E402
 
@@ -39,7 +39,7 @@ def run_demo(out: Path, isa: str, seed: int, overrides: list[str]) -> dict[str, 
     folder = out / f"{isa}-seed{seed}"
     results = folder / "results.json"
     if not results.is_file():
-        env = {**os.environ, **(SLOW_CPU_ENV if isa == "avx2" else {})}
+        env = slow_cpu_environ() if isa == "avx2" else dict(os.environ)
         with open(out / f"{isa}-seed{seed}.log", "w") as log:
             subprocess.run(
                 [ARPO, "demo", f"seed={seed}", f"out_dir={folder}", *overrides],

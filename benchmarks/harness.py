@@ -5,9 +5,11 @@ A benchmark script adds a workload; it takes its timing and reporting from here:
 * :func:`machine` — CPU model, instruction-set extensions that change speed and floating-point
   paths (AVX-512, AMX), cores, torch version and threads, and the instruction-set limits set in
   the environment (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_ENABLE_INSTRUCTIONS``);
-* :data:`SLOW_CPU_ENV` — the environment that makes this machine compute like a 2-core AVX2-only
-  laptop or server (docs/demo.md, "Machines differ"); :func:`per_isa` runs a benchmark's
+* :data:`SLOW_CPU_ENV` and :func:`slow_cpu_environ` — the environment that makes this machine
+  compute like a 2-core AVX2-only laptop or server (docs/demo.md, "Machines differ"), vLLM's CPU
+  kernels included (``avx2_site/sitecustomize.py``); :func:`per_isa` runs a benchmark's
   measurement natively and under it, each in a child process (:func:`add_isa_arguments`);
+  ``python benchmarks/harness.py COMMAND [ARG...]`` runs any command under it (e.g. a recipe);
 * :func:`timed` — median of repeated calls after warm-up calls (:func:`sample_times` gives them
   all, :func:`percentile` any percentile of them); :func:`interleaved` — the same for several
   alternatives compared in one run, timed in turns;
@@ -40,6 +42,19 @@ CPUs): torch's own kernels limited to AVX2, oneDNN to AVX2, MKL's GEMMs to SSE4.
 machine 0.16 s natively, 0.16 s with the first two variables only (MKL still used AVX-512) and
 0.45 s with all three."""
 
+AVX2_SITE = Path(__file__).resolve().parent / "avx2_site"
+"""Holds the ``sitecustomize`` that makes ``torch.cpu`` report no AVX-512/AMX, which vLLM's CPU
+backend reads to pick its kernels (the variables above do not reach them)."""
+
+
+def slow_cpu_environ(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) with :data:`SLOW_CPU_ENV` set and
+    :data:`AVX2_SITE` first on ``PYTHONPATH``: a child started with it computes as on an
+    AVX2-only CPU whose MKL runs generic code."""
+    base = dict(os.environ if base is None else base)
+    path = os.pathsep.join(p for p in (str(AVX2_SITE), base.get("PYTHONPATH", "")) if p)
+    return {**base, **SLOW_CPU_ENV, "PYTHONPATH": path}
+
 
 def add_isa_arguments(parser: argparse.ArgumentParser) -> None:
     """``--isa`` (the instruction sets :func:`per_isa` runs) and the hidden ``--child`` flag that
@@ -49,11 +64,11 @@ def add_isa_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def per_isa(script: str, argv: Sequence[str], isas: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """For each of ``isas`` (``native``; ``avx2``: under :data:`SLOW_CPU_ENV`), run
+    """For each of ``isas`` (``native``; ``avx2``: under :func:`slow_cpu_environ`), run
     ``script --child *argv`` in a child process (the variables take effect only at start-up) and
     yield the instruction set and the JSON object the child printed last."""
     for isa in isas:
-        env = {**os.environ, **(SLOW_CPU_ENV if isa == "avx2" else {})}
+        env = slow_cpu_environ() if isa == "avx2" else dict(os.environ)
         print(f"{isa}: running {Path(script).name} ...", file=sys.stderr, flush=True)
         command = [sys.executable, script, "--child", *argv]
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
@@ -82,12 +97,14 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "isa_limits": {k: os.environ[k] for k in SLOW_CPU_ENV if k in os.environ},
+        "avx512_hidden": "avx512f" in flags and not torch.cpu._is_avx512_supported(),
     }
 
 
 def describe(info: dict[str, Any]) -> str:
     extensions = ", ".join(name for name in ("avx512", "amx") if info["avx512" if name == "avx512" else name])
-    limits = " ".join(f"{k}={v}" for k, v in info["isa_limits"].items()) or "none"
+    hidden = ["torch.cpu reports no AVX-512/AMX"] if info.get("avx512_hidden") else []
+    limits = " ".join([*(f"{k}={v}" for k, v in info["isa_limits"].items()), *hidden]) or "none"
     return (
         f"{info['cpu']} ({info['cores']} cores; {extensions or 'no AVX-512/AMX'}), torch {info['torch']} "
         f"with {info['threads']} threads; instruction-set limits: {limits}"
@@ -152,3 +169,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: python benchmarks/harness.py COMMAND [ARG...]: runs COMMAND as on an AVX2-only CPU")
+    os.execvpe(sys.argv[1], sys.argv[1:], slow_cpu_environ())
