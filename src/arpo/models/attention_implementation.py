@@ -10,16 +10,24 @@ attention (:mod:`arpo.train.prefix_attention`) and the generator's grouped-query
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 
+_CONFIGS: weakref.WeakKeyDictionary[torch.nn.Module, list[Any]] = weakref.WeakKeyDictionary()
+
 
 def model_configs(model: torch.nn.Module) -> list[Any]:
-    """The distinct configs of ``model``'s modules (one for a decoder-only LM)."""
-    return list({id(m.config): m.config for m in model.modules() if hasattr(m, "config")}.values())
+    """The distinct configs of ``model``'s modules (one for a decoder-only LM), found once per model:
+    walking SmolLM2's modules took 0.8 ms, and the generator asks at every decode step."""
+    if model not in _CONFIGS:
+        _CONFIGS[model] = list(
+            {id(m.config): m.config for m in model.modules() if hasattr(m, "config")}.values()
+        )
+    return _CONFIGS[model]
 
 
 def runs_sdpa(model: torch.nn.Module) -> bool:
