@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The SmolLM2-135M GSM8K recipe end to end, timed phase by phase (docs/recipes/smollm2_gsm8k.md):
 # data -> cold-start SFT -> ARPO and the GRPO baseline -> greedy evaluation (synthetic test set,
-# plus the real GSM8K test split when GSM8K=FILE is given) -> sampled evaluation (T = 1).
+# plus the real GSM8K test split when GSM8K=FILE is given) -> sampled evaluation (T = 0.7, the RL
+# configs' rollout temperature).
 #
 #   bash scripts/smollm2_gsm8k.sh [RUN_DIR] [SEED]        defaults: runs/smollm2-gsm8k 0
 #
@@ -87,9 +88,9 @@ phase_eval() {  # greedy; the GSM8K test split as a second data set when given
   for m in sft arpo grpo; do evaluate eval "$m" "${extra[@]}"; done
 }
 
-phase_sampled() {  # the policy RL trains: T = 1, 4 samples per synthetic test problem
+phase_sampled() {  # the policy RL trains: its rollout temperature, 4 samples per synthetic test problem
   for m in sft arpo grpo; do
-    evaluate eval-t1 "$m" sampling.temperature=1.0 sampling.samples=4 'pass_k=[1,4]'
+    evaluate eval-sampled "$m" sampling.temperature=0.7 sampling.samples=4 'pass_k=[1,4]'
   done
 }
 

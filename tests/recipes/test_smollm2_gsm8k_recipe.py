@@ -80,8 +80,10 @@ def test_the_recipe_script_runs_every_stage_on_a_tiny_model(tmp_path: Path) -> N
     for model in ("sft", "arpo", "grpo"):
         greedy = records(run / "eval" / model)
         assert sorted(r["dataset"] for r in greedy) == ["gsm8k-test"] * 3 + ["synthetic-test"] * 4
-        sampled = records(run / "eval-t1" / model)
+        sampled = records(run / "eval-sampled" / model)
         assert len(sampled) == 4 * 4 and {r["dataset"] for r in sampled} == {"synthetic-test"}
+        summary = json.loads((run / "eval-sampled" / model / "summary.json").read_text())
+        assert summary["config"]["sampling"]["temperature"] == config.train.rollout.temperature  # RL's policy
 
     again = run_script(run, {})
     assert all(f"{name}: done before" in again for name in PHASES)
