@@ -145,20 +145,48 @@ def evaluate(overrides: Overrides = None, config: ConfigFile = None) -> None:
 
 @app.command("compare-evals")
 def compare_evals(
-    a: Annotated[Path, typer.Argument(help="Evaluation A: an `arpo eval` out_dir or its records.jsonl.")],
-    b: Annotated[Path, typer.Argument(help="Evaluation B, of the same tasks.")],
+    evaluations: Annotated[
+        list[Path],
+        typer.Argument(
+            help="A B: two `arpo eval` out_dirs (or their records.jsonl) of the same tasks; "
+            "A1 B1 A2 B2 ...: one pair per training seed, each compared and then pooled."
+        ),
+    ],
 ) -> None:
-    """Paired comparison of two evaluations: accuracies, tasks only one solves, exact sign test (McNemar)."""
-    from arpo.eval.paired import compare_evaluations, paired_table, read_eval_records
-    from arpo.report.markdown import to_markdown
+    """Paired comparison of evaluations: accuracies, tasks only one solves, exact sign test (McNemar);
+    several pairs are also pooled (mean and spread of A - B, stratified sign test)."""
+    from arpo.eval.paired import (
+        compare_evaluations,
+        paired_table,
+        pool_comparisons,
+        pooled_table,
+        read_eval_records,
+    )
+    from arpo.report.markdown import Heading, to_markdown
 
+    if len(evaluations) % 2:
+        raise _fail(ValueError(f"compare-evals takes pairs A B, got {len(evaluations)} evaluations"))
+    pairs = list(zip(evaluations[::2], evaluations[1::2], strict=True))
+    blocks, compared = [], []
     try:
-        rows, only_one = compare_evaluations(read_eval_records(a), read_eval_records(b))
+        for a, b in pairs:
+            rows, only_one = compare_evaluations(read_eval_records(a), read_eval_records(b))
+            if len(pairs) > 1:
+                blocks.append(Heading(f"{a} against {b}"))
+            blocks.append(paired_table(rows, str(a), str(b)))
+            compared.append(rows)
+            if only_one:
+                console.print(
+                    f"{a} against {b}: not compared (in one evaluation only): {', '.join(only_one)}"
+                )
     except (FileNotFoundError, ValueError) as exc:
         raise _fail(exc) from None
-    print(to_markdown([paired_table(rows, str(a), str(b))]), end="")
-    if only_one:
-        console.print(f"not compared (in one evaluation only): {', '.join(only_one)}")
+    if len(pairs) > 1:
+        pooled, not_pooled = pool_comparisons(compared)
+        blocks += [Heading(f"Pooled over {len(pairs)} pairs"), pooled_table(pooled)]
+        if not_pooled:
+            console.print(f"not pooled (not compared in every pair): {', '.join(not_pooled)}")
+    print(to_markdown(blocks), end="")
 
 
 @analyze_app.command("tool-steps")

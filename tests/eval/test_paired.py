@@ -1,4 +1,5 @@
-"""Paired comparison of two evaluations: the sign test's exact p, the discordant counts, clear errors."""
+"""Paired comparison of two evaluations: the sign test's exact p, the discordant counts, clear errors;
+several pairs pooled: mean and spread of A − B, the sign test on the summed discordant tasks."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from arpo.cli import app
-from arpo.eval.paired import compare_evaluations, read_eval_records, sign_test_p
+from arpo.eval.paired import compare_evaluations, pool_comparisons, read_eval_records, sign_test_p
 
 
 def _records(dataset: str, outcomes: list[list[bool]], calls: int = 1) -> list[dict]:
@@ -92,3 +93,39 @@ def test_the_command_prints_the_table_and_names_a_bad_row(tmp_path):
         read_eval_records(bad.parent)
     result = CliRunner().invoke(app, ["compare-evals", str(tmp_path / "arpo"), str(tmp_path / "none")])
     assert result.exit_code != 0 and "no evaluation records" in " ".join(result.output.split())
+
+
+def test_pairs_pool_into_mean_spread_and_the_sign_test_on_summed_discordant_tasks():
+    seed0 = compare_evaluations(  # 0.6 against 0.4: A only 2, B only 1
+        _records("x", [[True], [True], [False], [False], [True]]) + _records("lone", [[True]]),
+        _records("x", [[True], [False], [True], [False], [False]]) + _records("lone", [[False]]),
+    )[0]
+    seed1 = compare_evaluations(  # 1.0 against 0.2: A only 4, B only 0
+        _records("x", [[True]] * 5), _records("x", [[True], [False], [False], [False], [False]])
+    )[0]
+    (row,), not_pooled = pool_comparisons([seed0, seed1])
+    assert not_pooled == ["lone"]
+    assert (row.dataset, row.pairs, row.tasks, row.a_only, row.b_only) == ("x", 2, 10, 6, 1)
+    assert (row.a, row.b) == pytest.approx((0.8, 0.3))
+    assert (row.diff_min, row.diff_max) == pytest.approx((0.2, 0.8))
+    assert row.diff_sd == pytest.approx(math.sqrt(2 * 0.3**2))  # differences 0.2 and 0.8, mean 0.5
+    assert row.p == pytest.approx(2 * (1 + 7) / 2**7)  # n = 7, min(6, 1) = 1
+    with pytest.raises(ValueError, match="at least two pairs"):
+        pool_comparisons([seed0])
+
+
+def test_the_command_pools_several_pairs_and_refuses_an_odd_count(tmp_path):
+    for seed, (sft, arpo) in enumerate([(1, 3), (2, 2), (0, 4)]):
+        _write(tmp_path / f"s{seed}" / "sft", _records("gsm8k", [[True]] * sft + [[False]] * (4 - sft)))
+        _write(tmp_path / f"s{seed}" / "arpo", _records("gsm8k", [[True]] * arpo + [[False]] * (4 - arpo)))
+    args = [str(tmp_path / f"s{seed}" / arm) for seed in range(3) for arm in ("arpo", "sft")]
+    result = CliRunner().invoke(app, ["compare-evals", *args])
+    assert result.exit_code == 0, result.output
+    assert "## Pooled over 3 pairs" in result.output
+    row = next(line for line in result.output.splitlines()[::-1] if line.startswith("| gsm8k"))
+    # A − B per pair: +50, 0, +100 points; A only 2 + 0 + 4 = 6, B only 0: p = 2/2⁶
+    assert row.strip("| ").split(" | ")[1:] == [
+        "3", "12", "75.0 %", "25.0 %", "+50.0 ± 50.0 (+0.0 to +100.0) points", "6", "0", "0.031",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, ["compare-evals", *args[:3]])
+    assert result.exit_code != 0 and "pairs A B, got 3 evaluations" in result.output

@@ -16,6 +16,18 @@ runs evaluated:
 
 Both runs must have evaluated exactly the same tasks of a data set (a comparison over different
 tasks is not paired); a data set only one run has is listed and not compared.
+
+**Several pairs** (one per training seed: A₁ against B₁, A₂ against B₂, …) are pooled per data set
+by :func:`pool_comparisons`:
+
+* ``a``, ``b``: the mean of the pairs' accuracies; ``diff_sd``, ``diff_min``, ``diff_max``: the
+  sample standard deviation and range over pairs of A − B, which is how much one training run's
+  result moves from seed to seed;
+* ``a_only``, ``b_only``: the discordant tasks summed over pairs, and ``p`` the exact sign test on
+  those sums. With one greedy sample per task this is the stratified McNemar test (the
+  Mantel–Haenszel test for matched pairs, each task of each pair a stratum of two): valid when the
+  pairs are independent runs, it asks whether A and B differ on these tasks. It does not model
+  seed-to-seed variation; the spread of A − B does.
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import fmean
+from statistics import fmean, stdev
 from typing import Any
 
 from arpo.report.markdown import Table, fmt
@@ -124,6 +136,87 @@ def compare_evaluations(
         )
     only_one = sorted(set(tasks_a) ^ set(tasks_b))
     return rows, only_one
+
+
+@dataclass(frozen=True)
+class PooledRow:
+    """One data set's comparison pooled over several pairs (module docstring)."""
+
+    dataset: str
+    pairs: int
+    tasks: int
+    a: float
+    b: float
+    diff_sd: float
+    diff_min: float
+    diff_max: float
+    a_only: int
+    b_only: int
+    p: float
+
+
+def pool_comparisons(pairs: Sequence[Sequence[PairedRow]]) -> tuple[list[PooledRow], list[str]]:
+    """Each data set's rows pooled over the pairs (module docstring), and the names of the data sets
+    that not every pair compared (those are not pooled). ``pairs`` needs at least two entries."""
+    if len(pairs) < 2:
+        raise ValueError(f"pooling needs at least two pairs of evaluations, got {len(pairs)}")
+    by_dataset: dict[str, list[PairedRow]] = defaultdict(list)
+    for rows in pairs:
+        for row in rows:
+            by_dataset[row.dataset].append(row)
+    pooled, not_pooled = [], []
+    for dataset, rows in by_dataset.items():
+        if len(rows) < len(pairs):
+            not_pooled.append(dataset)
+            continue
+        diffs = [r.a - r.b for r in rows]
+        a_only, b_only = sum(r.a_only for r in rows), sum(r.b_only for r in rows)
+        pooled.append(
+            PooledRow(
+                dataset,
+                len(rows),
+                sum(r.tasks for r in rows),
+                fmean(r.a for r in rows),
+                fmean(r.b for r in rows),
+                stdev(diffs),
+                min(diffs),
+                max(diffs),
+                a_only,
+                b_only,
+                sign_test_p(a_only, b_only),
+            )
+        )
+    return pooled, sorted(not_pooled)
+
+
+def pooled_table(rows: Sequence[PooledRow]) -> Table:
+    """The pooled comparison as a table: mean accuracies, A − B over pairs, summed discordant tasks, p."""
+    header = [
+        "data set",
+        "pairs",
+        "tasks (all pairs)",
+        "A: mean",
+        "B: mean",
+        "A − B: mean ± sd (min to max)",
+        "A only",
+        "B only",
+        "p (pooled sign test)",
+    ]
+    body = [
+        [
+            r.dataset,
+            str(r.pairs),
+            str(r.tasks),
+            f"{100 * r.a:.1f} %",
+            f"{100 * r.b:.1f} %",
+            f"{100 * (r.a - r.b):+.1f} ± {100 * r.diff_sd:.1f} ({100 * r.diff_min:+.1f} to {100 * r.diff_max:+.1f}) points",
+            str(r.a_only),
+            str(r.b_only),
+            fmt(r.p, 2),
+        ]
+        for r in rows
+    ]
+    return Table(header, body)
 
 
 def paired_table(rows: Sequence[PairedRow], name_a: str, name_b: str) -> Table:
