@@ -1,4 +1,5 @@
-"""Checkpoint faults: a write that fails half-way (disk full), and damaged checkpoints on --resume."""
+"""Checkpoint faults: a write that fails half-way (disk full), damaged checkpoints on --resume, and
+loading a model from a run whose trainer states were deleted."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typer.testing import CliRunner
 
 from arpo.cli import app
 from arpo.config import load_config
+from arpo.eval.sources import resolve_policy
+from arpo.models.loading import PolicyConfig
 from arpo.models.tiny import build_tiny_llama
 from arpo.train.checkpoint import (
     MANIFEST_FILE,
@@ -21,6 +24,7 @@ from arpo.train.checkpoint import (
     checkpoint_problem,
     list_checkpoints,
     newest_intact_checkpoint,
+    newest_model_checkpoint,
     save_checkpoint,
 )
 from arpo.train.errors import CorruptCheckpointError
@@ -172,3 +176,36 @@ def test_resume_takes_weights_and_state_from_the_same_intact_checkpoint(tmp_path
         assert got == pytest.approx(expected)
     final, expected = weights(run_dir), weights(straight)
     assert all(torch.allclose(value, expected[name], atol=1e-6) for name, value in final.items())
+
+
+def test_the_model_of_a_run_whose_trainer_states_were_deleted_still_loads(tmp_path, straight):
+    # Deleting trainer_state.pt frees most of a checkpoint's space; only --resume needs it.
+    for checkpoint in list_checkpoints(straight):
+        (checkpoint / STATE_FILE).unlink()
+    assert list_checkpoints(straight) == [], "nothing left to resume"
+    assert newest_model_checkpoint(str(straight)) == checkpoint_dir(straight, 2)
+    policy = resolve_policy(PolicyConfig(name=str(straight)))
+    assert policy.name == str(checkpoint_dir(straight, 2))
+    config = load_config(
+        RLJobConfig, write_config(tmp_path, tmp_path / "next"), ["train.steps=1", f"model.name={straight}"]
+    )
+    assert [m["step"] for m in run_rl(config)] == [1]
+
+
+def test_loading_weights_skips_a_damaged_trainer_state_but_not_a_damaged_model(two_checkpoints, caplog):
+    truncate(checkpoint_dir(two_checkpoints, 2) / STATE_FILE)
+    assert newest_model_checkpoint(str(two_checkpoints)) == checkpoint_dir(two_checkpoints, 2)
+    assert newest_intact_checkpoint(two_checkpoints) == checkpoint_dir(two_checkpoints, 1), "--resume"
+    flip_a_byte(checkpoint_dir(two_checkpoints, 2) / "model.safetensors")
+    assert newest_model_checkpoint(str(two_checkpoints)) == checkpoint_dir(two_checkpoints, 1)
+    assert f"checkpoint {checkpoint_dir(two_checkpoints, 2)} is damaged" in caplog.text
+
+
+def test_a_run_folder_without_a_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="is a run folder without a checkpoint"):
+        newest_model_checkpoint(str(tmp_path / "run"))
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'run'} is a run folder"):
+        resolve_policy(PolicyConfig(name=str(tmp_path / "run")))
+    assert newest_model_checkpoint("HuggingFaceTB/SmolLM2-135M-Instruct") is None, "a model name"
+    assert newest_model_checkpoint(str(tmp_path)) is None, "a folder that is not a run"

@@ -26,7 +26,7 @@ from arpo.tasks.toolworld import (
     read_config,
     tool_specs,
 )
-from arpo.train.checkpoint import newest_intact_checkpoint
+from arpo.train.checkpoint import newest_model_checkpoint
 
 ToolSpecs = list[dict[str, Any]]
 
@@ -92,6 +92,7 @@ def load_eval_dataset(config: EvalDataset, default_tools: ToolSpecs | None) -> L
 
 
 def resolve_policy(config: PolicyConfig) -> PolicyConfig:
-    """``config`` with ``name`` replaced by the newest intact checkpoint when it names a run folder."""
-    checkpoint = newest_intact_checkpoint(Path(config.name))
+    """``config`` with ``name`` replaced by the newest checkpoint with intact model files (its
+    trainer state not needed) when it names a run folder."""
+    checkpoint = newest_model_checkpoint(config.name)
     return config if checkpoint is None else config.model_copy(update={"name": str(checkpoint)})

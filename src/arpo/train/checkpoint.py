@@ -21,6 +21,13 @@ newest whose files all match its manifest. A truncated or corrupt one is skipped
 naming the bad file, and the one before it is used; with checkpoints but none intact it raises
 :class:`CorruptCheckpointError`. A checkpoint without a manifest (written by an arpo before
 manifests) is accepted unverified, with a warning.
+
+Loading only the weights (``model.name`` naming a run folder, to fine-tune or evaluate its model):
+:func:`newest_model_checkpoint` ignores what only ``--resume`` reads, the trainer state and the
+sharded optimizer state (``trainer_state.pt``, ``optimizer/``): a checkpoint whose trainer state
+was deleted to save disk (it is the largest file: AdamW's two moments per weight) still gives its
+model. A run folder with a ``checkpoints/`` folder but no checkpoint to load is an error naming it,
+rather than the folder being handed to transformers as a model.
 """
 
 from __future__ import annotations
@@ -41,12 +48,15 @@ import torch
 
 from arpo.models.loading import ADAPTER_DIR
 from arpo.train.errors import CheckpointWriteError, CorruptCheckpointError, NonFiniteError
+from arpo.train.sharding import OPTIMIZER_DIR
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "step-"
 STATE_FILE = "trainer_state.pt"
 MANIFEST_FILE = "manifest.json"
+TRAINER_ONLY = (STATE_FILE, f"{OPTIMIZER_DIR}/")
+"""What only ``--resume`` reads (a file name, or a folder prefix ending in ``/``); not the model's."""
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
@@ -57,13 +67,18 @@ def checkpoint_step(checkpoint: Path) -> int:
     return int(Path(checkpoint).name[len(PREFIX) :])
 
 
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints (renamed into place, with a trainer state), oldest first; not verified."""
+def list_checkpoints(run_dir: Path, *, weights_only: bool = False) -> list[Path]:
+    """Complete checkpoints (renamed into place, with a trainer state), oldest first; not verified.
+
+    ``weights_only``: every checkpoint renamed into place, with or without its trainer state.
+    """
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
     found = [
-        p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / STATE_FILE).is_file()
+        p
+        for p in root.iterdir()
+        if p.is_dir() and p.name.startswith(PREFIX) and (weights_only or (p / STATE_FILE).is_file())
     ]
     return sorted(found, key=checkpoint_step)
 
@@ -74,16 +89,17 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def newest_intact_checkpoint(run_dir: Path) -> Path | None:
+def newest_intact_checkpoint(run_dir: Path, *, weights_only: bool = False) -> Path | None:
     """The newest checkpoint whose files match its manifest; None when the run has none.
 
     Each newer one that does not match is skipped with a warning naming the bad file; raises
     :class:`CorruptCheckpointError` when there are checkpoints but none is intact.
+    ``weights_only``: the trainer state is neither required nor verified (:data:`TRAINER_ONLY`).
     """
-    found = list_checkpoints(run_dir)
+    found = list_checkpoints(run_dir, weights_only=weights_only)
     problems = []
     for checkpoint in reversed(found):
-        problem = checkpoint_problem(checkpoint)
+        problem = checkpoint_problem(checkpoint, weights_only=weights_only)
         if problem is None:
             return checkpoint
         problems.append(f"{checkpoint}: {problem}")
@@ -93,9 +109,28 @@ def newest_intact_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
-def checkpoint_problem(checkpoint: Path) -> str | None:
+def newest_model_checkpoint(name: str) -> Path | None:
+    """The checkpoint whose model ``model.name`` means when it names a run folder: the newest with
+    intact model files, its trainer state not needed; None when ``name`` is not a run folder.
+
+    Raises FileNotFoundError for a run folder (it has ``checkpoints/``) without any checkpoint.
+    """
+    run_dir = Path(name)
+    if not (run_dir / "checkpoints").is_dir():
+        return None
+    found = newest_intact_checkpoint(run_dir, weights_only=True)
+    if found is None:
+        raise FileNotFoundError(
+            f"{run_dir} is a run folder without a checkpoint (nothing in {run_dir / 'checkpoints'} to "
+            f"load): name a run that wrote one, or a model folder"
+        )
+    return found
+
+
+def checkpoint_problem(checkpoint: Path, *, weights_only: bool = False) -> str | None:
     """What is wrong with ``checkpoint`` (the first file that is missing, truncated or altered, or a
-    bad manifest), or None when every file matches its manifest or it has none (warned)."""
+    bad manifest), or None when every file matches its manifest or it has none (warned).
+    ``weights_only``: the files of :data:`TRAINER_ONLY` are not checked."""
     manifest = Path(checkpoint) / MANIFEST_FILE
     if not manifest.is_file():
         logger.warning(
@@ -110,6 +145,8 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return f"{manifest} is unreadable ({type(exc).__name__}: {exc})"
     for name, (size, sha256) in files.items():
+        if weights_only and name.startswith(TRAINER_ONLY):
+            continue
         path = Path(checkpoint) / name
         if not path.is_file():
             return f"{path} is missing"

@@ -24,8 +24,9 @@ a held-out split or file, or a fixed subset of the training tasks — that the t
 step 0, every ``validation.every`` steps and at the end; their tools default to the run's, and
 their system prompt to ``data.system_prompt``.
 
-``model.name`` may name a previous run's folder: its newest intact checkpoint is used (e.g. RL
-starting from the SFT run). ``--resume`` picks the run's newest intact checkpoint once
+``model.name`` may name a previous run's folder: its newest checkpoint with intact model files
+is used (e.g. RL starting from the SFT run; its trainer state is not needed, so it may have been
+deleted: :func:`arpo.train.checkpoint.newest_model_checkpoint`). ``--resume`` picks the run's newest intact checkpoint once
 (:func:`arpo.train.checkpoint.newest_intact_checkpoint`: a damaged newer one is skipped with a
 warning) and loads both the weights and the trainer state from it.
 
@@ -72,7 +73,7 @@ from arpo.tasks.toolworld import (
 from arpo.tools import ToolBox
 from arpo.tools.registry import build_toolbox
 from arpo.train.batching import LearnerRow
-from arpo.train.checkpoint import latest_checkpoint, newest_intact_checkpoint
+from arpo.train.checkpoint import latest_checkpoint, newest_intact_checkpoint, newest_model_checkpoint
 from arpo.train.loop import process_state
 from arpo.train.rl import RLConfig, RLTrainer
 from arpo.train.sft import SFTConfig, SFTTrainer
@@ -233,10 +234,11 @@ def sft_demonstrations(data: DataConfig, env: Environment) -> tuple[list[Convers
 
 
 def resolve_model(config: PolicyConfig, environment: Environment) -> PolicyConfig:
-    """``model.name`` as a checkpoint folder when it names a run; the environment's tokenizer
-    for a tiny model without one."""
+    """``model.name`` as a checkpoint folder when it names a run (its newest checkpoint with intact
+    model files, the trainer state not needed); the environment's tokenizer for a tiny model
+    without one."""
     updates: dict[str, Any] = {}
-    if (found := newest_intact_checkpoint(Path(config.name))) is not None:
+    if (found := newest_model_checkpoint(config.name)) is not None:
         updates["name"] = str(found)
     if config.name == "tiny" and config.tokenizer is None and environment.tokenizer is not None:
         updates["tokenizer"] = environment.tokenizer
