@@ -8,7 +8,7 @@ when the batch takes new segments:
 
 * ``continuous`` (default): the generator's ``stream`` — a path that stops is taken at once, and
   its next segment, a branch or a fill joins the running batch at the next decode step
-  (:meth:`arpo.engines.hf.HFGenerator.stream`; the vLLM generator takes them at its next call).
+  (:meth:`arpo.engines.hf.HFGenerator.stream`, :meth:`arpo.engines.vllm.VLLMGenerator.stream`).
   Paths that stop at the same step are taken together, their calls run concurrently, and no
   path waits for another path's segment to end.
 * ``rounds``: one batched ``generate`` call in which every path samples until it stops; then all

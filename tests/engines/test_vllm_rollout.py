@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from arpo.core.tree import Role
-from arpo.engines.base import SamplingParams
+from arpo.engines.base import Request, SamplingParams
 from arpo.engines.hf import HFGenerator
 from arpo.models.tiny import build_char_tokenizer, build_tiny_llama
 from arpo.rollout import ArpoRollout, RolloutConfig
@@ -99,6 +99,62 @@ def test_seeded_vllm_rollouts_reproduce(engine, tokenizer, prompts):
 
     assert sample(5) == sample(5)
     assert sample(5) != sample(6)
+
+
+def test_continuous_scheduling_on_vllm_gives_the_rounds_greedy_trees(engine, tokenizer, prompts):
+    """Under ``continuous`` the engine's stream takes each path's next segment, branch or fill at
+    its next step; the greedy trees are those of ``rounds`` (one ``generate`` call per round)."""
+    trees = {}
+    for scheduling in ("rounds", "continuous"):
+        config = RolloutConfig.model_validate(
+            {
+                "branching": {
+                    "rollouts_per_prompt": 4,
+                    "initial_rollouts": 2,
+                    "alpha": 1.0,
+                    "entropy_window": 4,
+                },
+                "max_response_tokens": 60,
+                "temperature": 0.0,
+                "scheduling": scheduling,
+            }
+        )
+        with ToolBox([Calculator()]) as tools:
+            batch = ArpoRollout(engine, tokenizer, tools, config).run(prompts, seed=0)
+        trees[scheduling] = sorted(t.token_ids for tree in batch.trees for t in tree.trajectories())
+        assert batch.stats["tool_calls_executed"] > 0
+    assert trees["continuous"] == trees["rounds"]
+    assert engine._paths == {}
+    assert not engine.llm.llm_engine.has_unfinished_requests()
+
+
+def test_vllm_stream_reports_each_request_when_it_ends_and_takes_new_ones_at_once(engine, prompts):
+    greedy = SamplingParams(temperature=0.0)
+    short, long, dropped = (engine.add_path(p) for p in prompts[:3])
+    expected = engine.generate([engine.add_path(prompts[1])], [12], greedy, [])[0].token_ids
+    reports: list[list[tuple[int, object]]] = []
+    joined: list[int] = []
+
+    def on_done(done):
+        reports.append(done)
+        if len(reports) > 1:
+            return []
+        engine.release(dropped)  # running: aborted, never reported
+        joined.extend([engine.fork(short, len(prompts[0])), engine.add_path(prompts[2])])
+        return [Request(joined[0], 2), Request(joined[1], 0)]
+
+    engine.stream([Request(short, 2), Request(long, 12), Request(dropped, 12)], greedy, [], on_done)
+    assert [[path for path, _ in done] for done in reports[:2]] == [[short], [joined[1]]]
+    first = reports[0][0][1]
+    assert len(first.token_ids) == 2 and first.finish == "length"
+    assert reports[1][0][1].token_ids == [] and reports[1][0][1].finish == "length", "no budget"
+    ended = {path: out for done in reports for path, out in done}
+    assert dropped not in ended
+    assert ended[joined[0]].token_ids == first.token_ids, "greedy again from the same prefix"
+    assert ended[long].token_ids == expected, "the same as generate"
+    assert not engine.llm.llm_engine.has_unfinished_requests()
+    for path in list(engine._paths):
+        engine.release(path)
 
 
 def test_sampling_a_round_larger_than_the_step_budget_does_not_crash_the_cpu_engine(engine, tokenizer):

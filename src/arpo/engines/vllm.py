@@ -6,9 +6,10 @@ a tree, a trajectory up to a tool result its branches fork from) reuse those blo
 ``block_size`` tokens. So ``fork`` copies ids and nothing else, ``prefill`` computes the prompts
 once (a one-token request whose token is discarded) before their trajectories fan out, and
 ``generate`` sends each path's ids as a ``TokensPrompt``: token ids in and out, never text.
-``stream`` runs by rounds (:class:`~arpo.engines.base.StreamsByRounds`): each ``generate`` call
-is one ``LLM.generate``, which batches continuously inside; requests that end wait for the
-round's other requests and join the next call.
+``generate`` is one ``LLM.generate`` call, which batches continuously inside. ``stream`` drives
+the engine's steps itself: a request that ends is reported at once, and what it leads to (the
+path after its tool result, branches, fills) joins the engine's running batch at the next step
+instead of waiting for the round's slowest request (:meth:`VLLMGenerator.stream`).
 
 Per generate request: ``stop`` = the protocol's stop strings (matched by vLLM's incremental
 detokenizer with special tokens kept, so tags that are special tokens match too), the stop string
@@ -45,7 +46,7 @@ from typing import Any
 import torch
 
 from arpo.core.entropy import topk_entropy_estimate
-from arpo.engines.base import Continuation, GeneratorStats, SamplingParams, StreamsByRounds, requests_to_run
+from arpo.engines.base import Continuation, GeneratorStats, OnDone, Request, SamplingParams, requests_to_run
 from arpo.engines.vllm_options import VLLMOptions
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,13 @@ def _cpu_scheduler_args(config: Any, options: VLLMOptions) -> dict[str, Any]:
     return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(CPU_BATCHED_TOKENS, longest)}
 
 
+def _external_id(request_id: str) -> str:
+    """The id a request's outputs carry: ``LLM.enqueue`` returns the engine's internal ids, which
+    are the external id (the ``LLM``'s request counter, digits only) plus ``-`` and a random
+    suffix (none when ``VLLM_DISABLE_REQUEST_ID_RANDOMIZATION`` is set)."""
+    return request_id.split("-", 1)[0]
+
+
 def _full_model(model: torch.nn.Module) -> torch.nn.Module:
     """The policy with all its weights in place: a LoRA model is merged into a copy."""
     return copy.deepcopy(model).merge_and_unload() if getattr(model, "peft_config", None) else model
@@ -175,7 +183,7 @@ def policy_weights(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
     return [(name, tensor.detach()) for name, tensor in _full_model(model).state_dict().items()]
 
 
-class VLLMGenerator(StreamsByRounds):
+class VLLMGenerator:
     """Batched sampling over many paths with vLLM; see the module docstring."""
 
     def __init__(self, model_dir: str | Path, options: VLLMOptions, *, dtype: str) -> None:
@@ -289,48 +297,124 @@ class VLLMGenerator(StreamsByRounds):
         outs = [Continuation([], [], [], "length") for _ in paths]
         if not live:
             return outs
-        greedy = sampling.temperature == 0
-        prompts, params = [], []
-        for i in live:
-            ids = self._get(paths[i])
-            room = self.max_model_len - len(ids)
-            if room < 1:
-                raise ValueError(
-                    f"path {paths[i]} has {len(ids)} tokens, vLLM's max_model_len is {self.max_model_len}: "
-                    f"raise rollout.vllm.max_model_len or lower the response budget"
-                )
-            prompts.append(ids)
-            params.append(
-                self._vllm.SamplingParams(
-                    temperature=sampling.temperature,
-                    top_p=1.0 if greedy else sampling.top_p,
-                    max_tokens=min(max_new_tokens[i], room),
-                    stop=list(stop_strings),
-                    include_stop_str_in_output=True,
-                    logprobs=self.options.top_logprobs,
-                    seed=None if greedy else self._rng.randrange(2**31),
-                    skip_special_tokens=False,
-                    spaces_between_special_tokens=False,
-                )
-            )
+        prompts = [self._get(paths[i]) for i in live]
+        params = [self._params(paths[i], max_new_tokens[i], sampling, stop_strings) for i in live]
         for i, result in zip(live, self._run(prompts, params), strict=True):
-            outs[i] = self._continuation(result)
-            self._get(paths[i]).extend(outs[i].token_ids)
-            self.stats.decode_tokens += len(outs[i].token_ids)
+            outs[i] = self._finish(paths[i], result)
         return outs
 
-    def _run(self, prompts: list[list[int]], params: list[Any]) -> list[Any]:
+    def stream(
+        self,
+        requests: Sequence[Request],
+        sampling: SamplingParams,
+        stop_strings: Sequence[str],
+        on_done: OnDone,
+    ) -> None:
+        """Continuous batching on vLLM's own scheduler: the requests are queued in the engine
+        (``LLM.enqueue``) and this loop drives its steps (``LLMEngine.step``, one decode step of
+        every running request, or a prefill). The requests that end in a step go to ``on_done``
+        together, and what it returns is queued at once, so it joins the next step instead of
+        waiting for the slowest request of a round. A running path that ``on_done`` releases is
+        aborted, never reported. Each request gets its seed when queued, in the order
+        ``generate`` would draw them for the same requests."""
+        engine = self.llm.llm_engine
+        self._ready()
+        running: dict[str, int] = {}
+        """Request id -> path, for the requests queued and not yet reported."""
+        waiting = list(requests)
+        try:
+            while waiting or running:
+                waiting = self._stream_step(waiting, running, sampling, stop_strings, on_done)
+        finally:  # an error (in on_done, say) leaves nothing queued for the next generate call
+            if running:
+                engine.abort_request(list(running))
+
+    def _stream_step(
+        self,
+        waiting: list[Request],
+        running: dict[str, int],
+        sampling: SamplingParams,
+        stop_strings: Sequence[str],
+        on_done: OnDone,
+    ) -> list[Request]:
+        """Queue ``waiting``, run one engine step (none while a request with no budget is to be
+        reported), report what ended to ``on_done`` and abort what it released; returns the
+        requests ``on_done`` returned."""
+        engine = self.llm.llm_engine
+        done = [(r.path, Continuation([], [], [], "length")) for r in waiting if r.max_new_tokens <= 0]
+        joining = [r for r in waiting if r.max_new_tokens > 0]
+        if len({*running.values(), *(r.path for r in joining)}) != len(running) + len(joining):
+            raise ValueError("a path may be requested only once while it runs")
+        if joining:
+            prompts = [self._vllm.inputs.TokensPrompt(prompt_token_ids=self._get(r.path)) for r in joining]
+            params = [self._params(r.path, r.max_new_tokens, sampling, stop_strings) for r in joining]
+            queued = self.llm.enqueue(prompts, params, use_tqdm=False)
+            running.update(zip(map(_external_id, queued), (r.path for r in joining), strict=True))
+        if not done:
+            if not engine.has_unfinished_requests():
+                raise RuntimeError(f"vLLM's engine has no request left, but {len(running)} were not reported")
+            for result in engine.step():
+                if result.finished and result.request_id in running:
+                    path = running.pop(result.request_id)
+                    self._count_prefill(len(result.prompt_token_ids), result)
+                    done.append((path, self._finish(path, result)))
+        if not done:
+            return []
+        waiting = list(on_done(done))
+        released = [rid for rid, path in running.items() if path not in self._paths]
+        if released:
+            engine.abort_request(released)
+            for rid in released:
+                del running[rid]
+        return waiting
+
+    def _params(self, path: int, budget: int, sampling: SamplingParams, stop_strings: Sequence[str]) -> Any:
+        """vLLM's sampling parameters for continuing ``path`` by at most ``budget`` tokens."""
+        room = self.max_model_len - len(self._get(path))
+        if room < 1:
+            raise ValueError(
+                f"path {path} has {len(self._get(path))} tokens, vLLM's max_model_len is {self.max_model_len}: "
+                f"raise rollout.vllm.max_model_len or lower the response budget"
+            )
+        greedy = sampling.temperature == 0
+        return self._vllm.SamplingParams(
+            temperature=sampling.temperature,
+            top_p=1.0 if greedy else sampling.top_p,
+            max_tokens=min(budget, room),
+            stop=list(stop_strings),
+            include_stop_str_in_output=True,
+            logprobs=self.options.top_logprobs,
+            seed=None if greedy else self._rng.randrange(2**31),
+            skip_special_tokens=False,
+            spaces_between_special_tokens=False,
+        )
+
+    def _finish(self, path: int, result: Any) -> Continuation:
+        """The continuation of ``path`` that vLLM's ``result`` holds, appended to the path."""
+        out = self._continuation(result)
+        self._get(path).extend(out.token_ids)
+        self.stats.decode_tokens += len(out.token_ids)
+        return out
+
+    def _ready(self) -> None:
+        """Wake the engine to sample; refused while its weights are discarded."""
         if self._weights_dropped:
             raise RuntimeError(
                 "the vLLM engine slept at level 2 (weights discarded): call update_weights first"
             )
         self._wake()
+
+    def _run(self, prompts: list[list[int]], params: list[Any]) -> list[Any]:
+        self._ready()
         results = self.llm.generate(
             [self._vllm.inputs.TokensPrompt(prompt_token_ids=ids) for ids in prompts], params, use_tqdm=False
         )
         for ids, result in zip(prompts, results, strict=True):
-            self.stats.prefill_tokens += len(ids) - (result.num_cached_tokens or 0)
+            self._count_prefill(len(ids), result)
         return results
+
+    def _count_prefill(self, prompt_tokens: int, result: Any) -> None:
+        self.stats.prefill_tokens += prompt_tokens - (result.num_cached_tokens or 0)
 
     def _continuation(self, result: Any) -> Continuation:
         sample = result.outputs[0]
