@@ -343,9 +343,9 @@ class VLLMGenerator:
         engine = self.llm.llm_engine
         done = [(r.path, Continuation([], [], [], "length")) for r in waiting if r.max_new_tokens <= 0]
         joining = [r for r in waiting if r.max_new_tokens > 0]
-        if len({*running.values(), *(r.path for r in joining)}) != len(running) + len(joining):
-            raise ValueError("a path may be requested only once while it runs")
         if joining:
+            if len({*running.values(), *(r.path for r in joining)}) != len(running) + len(joining):
+                raise ValueError("a path may be requested only once while it runs")
             prompts = [self._vllm.inputs.TokensPrompt(prompt_token_ids=self._get(r.path)) for r in joining]
             params = [self._params(r.path, r.max_new_tokens, sampling, stop_strings) for r in joining]
             queued = self.llm.enqueue(prompts, params, use_tqdm=False)
