@@ -82,8 +82,10 @@ def test_short_demo_end_to_end_then_resume(tmp_path):
         lines = lines[1:]
         assert all(set(m) >= RL_KEYS for m in lines), RL_KEYS - set(lines[0])
         assert all(m["rollout/trajectories"] == 8 for m in lines)
-        if run == "grpo":  # every leaf is an initial sample
+        assert all(0 <= m["reward/initial_same_outcome"] <= 1 for m in lines)  # 2 initial samples per tree
+        if run == "grpo":  # every leaf is an initial sample, and none is a branch
             assert all(m["reward/accuracy_initial"] == m["reward/accuracy"] for m in lines)
+            assert not any("reward/branch_same_outcome" in m for m in lines)
     assert "loss/sft" in json.loads((out / "sft" / "metrics.jsonl").read_text().splitlines()[-1])
     configs = {run: (out / run / "config.yaml").read_text() for run in ("arpo", "grpo")}
     assert "initial_rollouts: 2" in configs["arpo"] and "initial_rollouts: 4" in configs["grpo"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 from arpo.core.tree import BranchDecision, FinishReason, Origin, RolloutTree, ToolCall
-from arpo.core.tree_stats import summarize_trees
+import pytest
+
+from arpo.core.tree_stats import outcome_agreement, summarize_trees
 
 
 def shared_call_tree() -> RolloutTree:
@@ -104,3 +106,46 @@ def test_a_decision_forking_z_copies_is_one_branching_event():
     tool.decision.copies = 2
     stats = summarize_trees([tree], entropy_window=2)
     assert (stats["branches"], stats["branch_spread"]) == (3, 1.0)
+
+
+def agreement_tree() -> tuple[RolloutTree, dict[str, int]]:
+    """Initial samples a, b, c. a calls a tool and goes on to leaf a1; branch x forks after a's
+    result, calls a tool and goes on to leaf x1; branch y forks after x's result (leaf). b and c
+    answer without tools. Returns the tree and each leaf's node id by name."""
+    tree = RolloutTree([1], vocab_size=64)
+    a = tree.add_model(tree.root, Origin.INITIAL)
+    tool_a = tree.add_tool(a, [50], [ToolCall("python", "1", "ok")])
+    a1 = tree.add_model(tool_a)
+    b = tree.add_model(tree.root, Origin.INITIAL)
+    c = tree.add_model(tree.root, Origin.INITIAL)
+    x = tree.add_model(tool_a, Origin.BRANCH)
+    tool_x = tree.add_tool(x, [51], [ToolCall("python", "2", "ok")])
+    x1 = tree.add_model(tool_x)
+    y = tree.add_model(tool_x, Origin.BRANCH)
+    for node in (a, a1, b, c, x, x1, y):
+        node.append([10], [0.0], [1.0])
+    return tree, {"a1": a1.id, "b": b.id, "c": c.id, "x1": x1.id, "y": y.id}
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "branches", "pairs"),
+    [
+        # x is compared with a's own leaf a1, y with x's own leaf x1 (not with a1 or with each other)
+        ({"a1": 1, "x1": 1, "y": 0, "b": 0, "c": 0}, [True, False], [False, False, True]),
+        ({"a1": 0, "x1": 1, "y": 1, "b": 0, "c": 1}, [False, True], [True, False, False]),
+    ],
+)
+def test_outcome_agreement_compares_each_branch_with_the_path_it_forked_from(outcomes, branches, pairs):
+    tree, leaf_ids = agreement_tree()
+    by_id = {leaf_id: outcomes[name] for name, leaf_id in leaf_ids.items()}
+    correctness = [float(by_id[t.leaf.id]) for t in tree.trajectories()]
+    assert outcome_agreement(tree, correctness) == (branches, pairs)  # pairs: (a, b), (a, c), (b, c)
+
+
+def test_outcome_agreement_skips_paths_that_end_in_branches_only():
+    # sample 0 branches in a chain: each of its tool results has a branch below it and no
+    # continuation, so neither the sample nor the first branch has a leaf of its own to compare
+    tree = branched_tree([2, 0])
+    assert outcome_agreement(tree, [1.0, 1.0]) == ([], [])
+    with pytest.raises(ValueError, match="3 correctness values for a tree of 2 leaves"):
+        outcome_agreement(tree, [1.0, 0.0, 1.0])

@@ -25,6 +25,12 @@
 * ``entropy_before_tool`` / ``entropy_after_tool``: mean normalised entropy H/ln|V| of the last k
   model tokens before each tool call and of the first k model tokens after each tool result
   (every node counted once, however many trajectories share it) — the signal ARPO branches on.
+
+:func:`outcome_agreement` needs the trajectories' correctness, so the trainer computes it: whether
+a branch reached the same outcome as the path it forked from, against the same rate for two
+independent initial samples of the prompt. A branch is worth its compute only where it explores:
+with p the tree's initial accuracy, two independent samples agree with probability p² + (1 − p)²;
+a branch that merely replays its parent agrees with probability 1.
 """
 
 from __future__ import annotations
@@ -35,11 +41,50 @@ from collections.abc import Sequence
 from statistics import fmean
 from typing import Any
 
-from arpo.core.tree import Origin, Role, RolloutTree
+from arpo.core.tree import Node, Origin, Role, RolloutTree
 
 
 def _mean(values: Sequence[float]) -> float | None:
     return fmean(values) if values else None
+
+
+def _own_leaf(node: Node) -> Node | None:
+    """The leaf a path started at ``node`` reaches: down its own continuations (children without an
+    origin), never into a branch forked from it; None if the path ends at a node that only has
+    branches below it (not a leaf)."""
+    while node.children:
+        next_node = next((child for child in node.children if child.origin is None), None)
+        if next_node is None:
+            return None
+        node = next_node
+    return node
+
+
+def outcome_agreement(tree: RolloutTree, correctness: Sequence[float]) -> tuple[list[bool], list[bool]]:
+    """(per branch: its leaf's correctness equals that of the path it forked from; per unordered
+    pair of initial samples: their correctness is equal). ``correctness`` is per trajectory, in
+    :meth:`RolloutTree.trajectories` order. The path a branch forked from is the tool result's
+    own continuation (the child without an origin) followed to its own leaf, so a branch is
+    compared with the path it copied, not with later branches of either."""
+    leaves = tree.leaves()
+    if len(correctness) != len(leaves):
+        raise ValueError(f"{len(correctness)} correctness values for a tree of {len(leaves)} leaves")
+    correct = {leaf.id: value for leaf, value in zip(leaves, correctness, strict=True)}
+
+    def outcome(node: Node | None) -> float | None:
+        leaf = None if node is None else _own_leaf(node)
+        return None if leaf is None else correct[leaf.id]
+
+    branches = []
+    for node in tree.nodes:
+        if node.origin is Origin.BRANCH:
+            own, parent = outcome(node), outcome(node.parent)
+            if own is not None and parent is not None:
+                branches.append(own == parent)
+    initial = [outcome(node) for node in tree.nodes if node.origin is Origin.INITIAL]
+    initial = [value for value in initial if value is not None]
+    pairs = [a == b for i, a in enumerate(initial) for b in initial[i + 1 :]]
+    return branches, pairs
 
 
 def summarize_trees(trees: Sequence[RolloutTree], entropy_window: int) -> dict[str, Any]:

@@ -28,7 +28,11 @@ Accuracy is logged twice: ``reward/accuracy`` over every leaf of the step's tree
 ``reward/accuracy_initial`` over the N initial samples only. The initial samples are drawn from
 the policy independently, so their accuracy estimates the policy's own; ARPO's branches fork
 after tool results, so the all-leaf accuracy over-weights tool-using prefixes (with GRPO, N = M,
-the two are equal). Both follow that step's prompts; ``validation`` (:mod:`arpo.train.validation`)
+the two are equal). Whether ARPO's branches explore is logged as ``reward/branch_same_outcome``
+(share of branches that end as right or wrong as the path they forked from) beside
+``reward/initial_same_outcome`` (the same share for pairs of initial samples of a prompt;
+:func:`arpo.core.tree_stats.outcome_agreement`): branches that replay their parents agree more
+often than independent samples do. Both follow that step's prompts; ``validation`` (:mod:`arpo.train.validation`)
 samples fixed task sets at step 0, every few steps and at the end, logged as ``val/*``.
 
 Tool faults do not stop a step: every call returns a result (:class:`arpo.tools.ToolBox`), and
@@ -76,6 +80,7 @@ from arpo.core.logits import PolicyView, tokenizer_vocab_size
 from arpo.core.loss import PolicyLossConfig, policy_loss
 from arpo.core.rewards import RewardInput, RewardResult
 from arpo.core.tree import Origin, RolloutTree
+from arpo.core.tree_stats import outcome_agreement
 from arpo.engines.factory import build_generator
 from arpo.rollout import ArpoRollout, RolloutConfig
 from arpo.tasks.record import Task
@@ -279,6 +284,9 @@ class RLTrainer(TrainLoop):
             for result, traj in zip(results, (t for tree in trees for t in tree.trajectories()), strict=True)
             if traj.origin is Origin.INITIAL
         ]
+        agreement = [outcome_agreement(tree, c) for tree, c in zip(trees, correctness, strict=True)]
+        same_branch = [same for branches, _ in agreement for same in branches]
+        same_initial = [same for _, pairs in agreement for same in pairs]
         metrics = {
             "reward/mean": statistics.fmean(flat),
             "reward/std": statistics.pstdev(flat),
@@ -287,6 +295,10 @@ class RLTrainer(TrainLoop):
             "reward/format_ok": statistics.fmean(float(r.format_ok) for r in results),
             "reward/groups_kept": float(len(kept)),
         }
+        if same_branch:
+            metrics["reward/branch_same_outcome"] = statistics.fmean(same_branch)
+        if same_initial:
+            metrics["reward/initial_same_outcome"] = statistics.fmean(same_initial)
         return _Scored({g: trees[g] for g in kept}, rows, rows_by_group, metrics)
 
     # ----- the update ----------------------------------------------------------------------------
