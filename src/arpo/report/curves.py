@@ -108,10 +108,18 @@ PLOTS = (
     ),
     PlotSpec(
         "branching",
-        "Branches per prompt and branch concentration (share on each tree's top-3 samples)",
+        "Branches per prompt, branch concentration (share on each tree's top-3 samples), and how often "
+        "a branch ends as right or wrong as the path it forked from (against two initial samples)",
         [
             PanelSpec("branches per prompt", [("rollout/branches_per_prompt", "")]),
             PanelSpec("top-3 share of branches", [("rollout/branch_top3_share", "")]),
+            PanelSpec(
+                "same outcome",
+                [
+                    ("reward/branch_same_outcome", "branch and its parent"),
+                    ("reward/initial_same_outcome", "two initial samples"),
+                ],
+            ),
         ],
     ),
     PlotSpec(

@@ -35,6 +35,8 @@ TABLE_KEYS = (
     "rollout/response_length_mean",
     "rollout/branches_per_prompt",
     "rollout/branch_top3_share",
+    "reward/branch_same_outcome",
+    "reward/initial_same_outcome",
     "rollout/entropy_before_tool",
     "rollout/entropy_after_tool",
     "loss/sft",
