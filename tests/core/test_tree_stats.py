@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from arpo.core.tree import BranchDecision, FinishReason, Origin, RolloutTree, ToolCall
 import pytest
 
+from arpo.core.tree import BranchDecision, FinishReason, Origin, RolloutTree, ToolCall
 from arpo.core.tree_stats import outcome_agreement, summarize_trees
 
 
