@@ -27,7 +27,6 @@ and continuous ÷ rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from arpo.engines.vllm_options import VLLMOptions  # noqa: E402
 from arpo.models.builtin import resolve_model_name  # noqa: E402
 from arpo.rollout import ArpoRollout, RolloutConfig  # noqa: E402
 from arpo.tasks.gsm8k_sample import generate_problems  # noqa: E402
+from arpo.tasks.loaders import DatasetConfig, load_tasks  # noqa: E402
 from arpo.tasks.prompts import protocol_system_prompt, render_prompt  # noqa: E402
 from arpo.tools.registry import build_toolbox  # noqa: E402
 from arpo.train.checkpoint import newest_model_checkpoint  # noqa: E402
@@ -80,13 +80,13 @@ class Arm:
 
 
 def questions(data: str | None, n: int) -> list[str]:
+    """The first ``n`` questions of ``data`` (GSM8K layout, the project's loader), else generated ones."""
     if data is None:
         return [p.question for p in generate_problems(n, seed=0)]
-    with open(data, encoding="utf-8") as handle:
-        rows = [json.loads(line)["question"] for line in handle if line.strip()]
-    if len(rows) < n:
-        raise SystemExit(f"{data} has {len(rows)} rows, fewer than the {n} asked for")
-    return rows[:n]
+    tasks = load_tasks(DatasetConfig(path=data, layout="gsm8k", limit=n))
+    if len(tasks) < n:
+        raise SystemExit(f"{data} has {len(tasks)} valid rows, fewer than the {n} asked for")
+    return [task.question for task in tasks]
 
 
 def main() -> None:
