@@ -249,11 +249,11 @@ def test_auto_takes_the_layout_the_cost_model_finds_cheapest(shared_trees):
     by_tokens = layout(shared_trees, rows, "auto", cost=LayoutCost(token=1.0, pair=0.0))
     assert kind(by_tokens) == "tree" and by_tokens.tokens_forwarded == tree.tokens_forwarded
     assert tree.tokens_forwarded < prefix.tokens_forwarded < flat.tokens_forwarded
-    # attention only: the prompt once and short rows that attend to its cache win; without the
-    # prefix layout, flat's rows are shorter than the packed row
+    # attention only: short rows, with or without the prompt's cache, win over the packed row (its
+    # length squared); prefix against flat depends on the sampled lengths (these prompts are short)
     pairs_only = LayoutCost(token=0.0, pair=1.0)
     costs = layout_costs(shared_trees, [len(r.token_ids) for r in rows], 4, 10_000, pairs_only)
-    assert costs["prefix"] < costs["flat"] < costs["tree"]
+    assert max(costs["prefix"], costs["flat"]) < costs["tree"] / 5
     by_pairs = layout(shared_trees, rows, "auto", cost=pairs_only, candidates=("tree", "prefix"))
     assert kind(by_pairs) == "prefix" and by_pairs.tokens_forwarded == prefix.tokens_forwarded
     by_pairs = layout(
