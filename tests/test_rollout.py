@@ -188,7 +188,8 @@ def test_executed_calls_are_the_tool_nodes_the_tool_box_ran(model, tool_caller, 
         refused = [n for n in tools if not n.tool_calls[0].executed]
         assert refused and all(n.tool_calls[0].status == refusal for n in refused)
         assert batch.stats["tool_calls_executed"] == len(tools) - len(refused) == ran
-        assert ran > 0 or policy is model  # the tool caller's calls run; the random model's are mostly malformed
+        # the tool caller's calls run; the random model's are mostly malformed (a seed may draw a good one)
+        assert ran > 0 or policy is model
         per_trajectory = sum(len(t.tool_calls) for tree in batch.trees for t in tree.trajectories())
         assert batch.stats["tool_calls_flat"] == per_trajectory > len(tools)
         assert batch.stats["engine_tokens"] == batch.stats["prefill_tokens"] + batch.stats["decode_tokens"]
