@@ -11,7 +11,10 @@ fixed-task curve).
 
 ``avx2`` runs the demo with :func:`harness.slow_cpu_environ`. Accuracies do not depend on the load of
 the machine (the computation is the same), so ``--jobs 2`` may run two demos at once; wall times
-are only meaningful for demos that ran alone (``--jobs 1``).
+are only meaningful for demos that ran alone (``--jobs 1``). Each demo keeps torch's threads (one
+per core), so two at once oversubscribe the cores: on the 2-core development machine each one's SFT
+steps took about 19× as long as alone (3.2 against 0.17 s, 2026-12-07), so there ``--jobs 1`` is
+also the faster sweep.
 
     .venv/bin/python benchmarks/demo_seeds.py --seeds 0 1 2 3 4 --isa native avx2 --out runs/demo-seeds
 """
