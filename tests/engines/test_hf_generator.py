@@ -227,6 +227,12 @@ def test_draw_inverts_the_cumulative_mass_at_the_edges(monkeypatch, uniform, tok
     assert _draw(probs, torch.Generator()).tolist() == [token]
 
 
+def test_draw_refuses_rows_without_a_finite_mass():
+    probs = torch.tensor([[0.5, 0.5], [float("nan"), 1.0], [0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"rows \[1, 2\] sum to zero or a non-finite number"):
+        _draw(probs, torch.Generator())
+
+
 def test_sliding_window_models_are_rejected(tokenizer):
     config = MistralConfig(
         vocab_size=len(tokenizer),

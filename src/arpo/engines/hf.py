@@ -538,10 +538,17 @@ def _draw(probs: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     F_V). F is summed in float32, so each token is drawn with its probability to within about one
     float32 rounding of F (≈ 6e-8 of the row's mass). ``torch.multinomial`` draws one exponential
     per vocabulary entry instead: 17 against 0.4 ms at batch 8 over SmolLM2's 49,152 tokens
-    (docs/performance.md, *Decode against the memory-bandwidth bound*).
+    (docs/performance.md, *One uniform draw per token*). A row whose mass is not a positive finite
+    number (the model gave non-finite logits) is an error, as it is for ``torch.multinomial``.
     """
     cdf = probs.cumsum(dim=-1)
     total = cdf[:, -1:]
+    bad = ~((total > 0) & total.isfinite()).squeeze(-1)
+    if bool(bad.any()):
+        raise ValueError(
+            f"cannot sample: the probabilities of rows {bad.nonzero()[:, 0].tolist()} sum to zero or a "
+            "non-finite number (non-finite logits from the model?)"
+        )
     u = torch.rand(total.shape, generator=rng, device=probs.device, dtype=probs.dtype) * total
     u = torch.minimum(u, total.nextafter(torch.zeros_like(total)))
     return torch.searchsorted(cdf, u, right=True).squeeze(-1)
