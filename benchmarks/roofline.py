@@ -25,6 +25,7 @@ the packs (their cost is printed on its own: it is paid once per weight update, 
     .venv/bin/python benchmarks/roofline.py                  # SmolLM2-135M, float32, batch 1, 8, 32
     .venv/bin/python benchmarks/roofline.py --model runs/x/checkpoint-100 --batches 1 4
     .venv/bin/python benchmarks/roofline.py --cpu-matmul mkl_packed --kv-path ours transformers --prompt 512
+    .venv/bin/python benchmarks/roofline.py --cpu-matmul onednn onednn_plain   # where auto takes onednn
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ from harness import describe, machine, table, timed  # noqa: E402
 import arpo.engines.hf as hf_engine  # noqa: E402
 from arpo.engines.base import SamplingParams  # noqa: E402
 from arpo.engines.hf import HFGenerator  # noqa: E402
+from arpo.models import cpu_matmul  # noqa: E402
 from arpo.models.builtin import resolve_model_name  # noqa: E402
-from arpo.models.cpu_matmul import apply_cpu_matmul  # noqa: E402
+from arpo.models.cpu_matmul import OneDNNLinear, apply_cpu_matmul  # noqa: E402
 from arpo.models.mkl_packed import PACK_BUCKETS, MKLPackedLinear, release_packs  # noqa: E402
 
 
@@ -67,11 +69,24 @@ def kv_bytes_per_token(model: torch.nn.Module) -> int:
     return 2 * config.num_hidden_layers * kv_heads * head_dim * itemsize
 
 
-def pack_seconds(model: torch.nn.Module, bucket: int) -> float:
-    """Seconds to pack every packed layer's weight for ``bucket`` rows, from no packs."""
-    layers = [m for m in model.modules() if isinstance(m, MKLPackedLinear)]
+def pack_seconds(model: torch.nn.Module, library: str) -> float:
+    """Seconds to lay out every decode-sized product's weight for ``library`` (``mkl_packed``: for
+    the first row bucket; ``onednn``: oneDNN's blocked layout), from no packs."""
+    apply_cpu_matmul(model, library)
+    if library == "mkl_packed":
+        builds = [
+            lambda m=m: m.packed_weight(PACK_BUCKETS[0])
+            for m in model.modules()
+            if isinstance(m, MKLPackedLinear)
+        ]
+    else:
+        builds = [
+            m.reordered_weight
+            for m in model.modules()
+            if isinstance(m, OneDNNLinear) and m.weight.numel() >= cpu_matmul.PACK_MIN_WEIGHTS
+        ]
     release_packs(model)
-    seconds = timed(lambda: [m.packed_weight(bucket) for m in layers], repeats=1, warmup=0)
+    seconds = timed(lambda: [build() for build in builds], repeats=1, warmup=0)
     release_packs(model)
     return seconds
 
@@ -94,6 +109,20 @@ def kv_path(name: str) -> Iterator[None]:
         yield
     finally:
         hf_engine.BatchCache, hf_engine.grouped_query_attention = saved
+
+
+@contextlib.contextmanager
+def linear_library(model: torch.nn.Module, name: str) -> Iterator[None]:
+    """``model.cpu_matmul`` = ``name`` within the block; ``onednn_plain`` is ``onednn`` without its
+    weights reordered once for the decode steps (module docstring of :mod:`arpo.models.cpu_matmul`)."""
+    apply_cpu_matmul(model, "onednn" if name == "onednn_plain" else name)
+    saved = cpu_matmul.PACK_MIN_WEIGHTS
+    if name == "onednn_plain":
+        cpu_matmul.PACK_MIN_WEIGHTS = 1 << 62
+    try:
+        yield
+    finally:
+        cpu_matmul.PACK_MIN_WEIGHTS = saved
 
 
 def decode_seconds(
@@ -133,8 +162,9 @@ def main() -> None:
         "--cpu-matmul",
         nargs="+",
         default=["torch", "mkl_packed"],
-        choices=["torch", "onednn", "mkl_packed"],
-        help="libraries of the linear layers to compare (model.cpu_matmul), timed in turns",
+        choices=["torch", "onednn", "onednn_plain", "mkl_packed"],
+        help="libraries of the linear layers to compare (model.cpu_matmul; onednn_plain: onednn with the "
+        "weight reordered inside every call, as before 2026-12-07), timed in turns",
     )
     parser.add_argument(
         "--kv-path",
@@ -163,10 +193,14 @@ def main() -> None:
         f"{args.repeats}); prompt {args.prompt} tokens, {args.new_tokens} new tokens per path, median of {args.repeats}"
     )
     if "mkl_packed" in args.cpu_matmul:
-        apply_cpu_matmul(model, "mkl_packed")
         print(
             "packing every linear layer's weights for one row count took "
-            f"{pack_seconds(model, PACK_BUCKETS[0]):.2f} s (once per weight update and row bucket)"
+            f"{pack_seconds(model, 'mkl_packed'):.2f} s (once per weight update and row bucket)"
+        )
+    if "onednn" in args.cpu_matmul:
+        print(
+            "reordering the decode products' weights into oneDNN's layout took "
+            f"{pack_seconds(model, 'onednn'):.2f} s (once per weight update)"
         )
     arms = [(library, path) for library in args.cpu_matmul for path in args.kv_path]
     rows = []
@@ -174,8 +208,7 @@ def main() -> None:
         runs: dict[tuple[str, str], list[tuple[float, float]]] = {arm: [] for arm in arms}
         for _ in range(args.repeats):  # arms in turns
             for library, path in arms:
-                apply_cpu_matmul(model, library)
-                with kv_path(path):
+                with linear_library(model, library), kv_path(path):
                     runs[library, path].append(decode_seconds(generator, prompt, batch, args.new_tokens))
         first = statistics.median(r[1] for r in runs[arms[0]])
         for (library, path), arm_runs in runs.items():

@@ -11,9 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arpo.models import cpu_matmul
+from arpo.engines.base import SamplingParams
+from arpo.engines.hf import HFGenerator
+from arpo.models import cpu_matmul, mkl_packed
 from arpo.models.cpu_matmul import OneDNNLinear, apply_cpu_matmul, resolve_cpu_matmul
 from arpo.models.loading import PolicyConfig, load_policy
+from arpo.models.mkl_packed import release_packs
 from arpo.models.tiny import build_tiny_llama
 from arpo.train.logprobs import token_logprobs
 
@@ -106,6 +109,89 @@ def test_apply_swaps_every_linear_and_keeps_log_probs_and_gradients(every_produc
         assert rel(p.grad, q.grad) < 1e-5, name
     assert apply_cpu_matmul(ours, "torch") == "torch"
     assert not any(type(m) is OneDNNLinear for m in ours.modules())
+
+
+@pytest.fixture
+def every_weight(monkeypatch):
+    """Reorder weights of any size for the no-grad forwards (the tests' layers are below the threshold)."""
+    monkeypatch.setattr(cpu_matmul, "PACK_MIN_WEIGHTS", 0)
+
+
+def reordered(layer: nn.Module) -> dict:
+    return layer.__dict__.get(mkl_packed.PACKS, {})
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(3, 24), (8, 24), (33, 24), (2, 5, 24), (64, 24)])
+def test_no_grad_decode_rows_multiply_by_the_weight_reordered_once(every_product, every_weight, bias, shape):
+    torch.manual_seed(0)
+    layer = OneDNNLinear(24, 40, bias=bias)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        y = layer(x)
+        plain = cpu_matmul._onednn_mm(x.reshape(-1, 24), layer.weight, layer.bias).reshape(y.shape)
+    assert list(reordered(layer)) == ["onednn"]
+    assert reordered(layer)["onednn"][1].is_mkldnn
+    assert rel(y, F.linear(x, layer.weight, layer.bias)) < 1e-6
+    assert rel(y, plain) < 1e-6
+
+
+def test_training_and_other_row_counts_keep_the_plain_weight(every_product, every_weight, monkeypatch):
+    layer = OneDNNLinear(24, 40)
+    layer(torch.randn(8, 24)).sum().backward()  # autograd: the learner's products
+    with torch.no_grad():
+        for rows in (1, 2, 65):
+            x = torch.randn(rows, 24)
+            assert rel(layer(x), F.linear(x, layer.weight, layer.bias)) < 1e-6
+    assert not reordered(layer)
+    monkeypatch.setattr(cpu_matmul, "PACK_MIN_WEIGHTS", layer.weight.numel() + 1)
+    with torch.no_grad():
+        layer(torch.randn(8, 24))
+    assert not reordered(layer)
+
+
+def test_the_reordered_weight_follows_updates_and_is_released(every_product, every_weight, tokenizer):
+    layer = OneDNNLinear(32, 48)
+    opt = torch.optim.AdamW(layer.parameters(), lr=0.1)
+    x = torch.randn(5, 32)
+    with torch.no_grad():
+        before = layer(x)
+    layer(torch.randn(5, 32)).sum().backward()
+    opt.step()  # in place: the version counter moves
+    with torch.no_grad():
+        after = layer(x)
+        assert rel(after, F.linear(x, layer.weight, layer.bias)) < 1e-6 and not torch.allclose(after, before)
+        layer.load_state_dict({"weight": torch.randn(48, 32), "bias": torch.zeros(48)})
+        assert rel(layer(x), F.linear(x, layer.weight, layer.bias)) < 1e-6
+    assert len(reordered(layer)) == 1
+    release_packs(layer)
+    assert not reordered(layer)
+    model = build_tiny_llama(tokenizer, seed=3)
+    apply_cpu_matmul(model, "onednn")
+    with torch.no_grad():
+        model(torch.tensor([[5, 6, 7]] * 4))
+    assert any(reordered(m) for m in model.modules())
+    apply_cpu_matmul(model, "torch")
+    assert not any(reordered(m) for m in model.modules())
+
+
+def test_hf_engine_decodes_on_the_reordered_weights_like_on_plain_ones(
+    every_product, monkeypatch, tokenizer, prompts
+):
+    """Greedy paths of the same tiny model with every linear layer in oneDNN, its weights reordered
+    or not: the same tokens, log-probs to float32 rounding."""
+    outs = []
+    for min_weights in (1 << 62, 0):
+        monkeypatch.setattr(cpu_matmul, "PACK_MIN_WEIGHTS", min_weights)
+        model = build_tiny_llama(tokenizer, seed=4)
+        apply_cpu_matmul(model, "onednn")
+        gen = HFGenerator(model, tokenizer)
+        paths = [gen.add_path(p) for p in prompts for _ in range(2)]
+        outs.append(gen.generate(paths, [24] * len(paths), SamplingParams(temperature=0.0), []))
+        assert any(reordered(m) for m in model.modules()) == (min_weights == 0)
+    for a, b in zip(*outs, strict=True):
+        assert a.token_ids == b.token_ids
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
 
 
 def test_load_policy_applies_the_setting_to_lora_layers_too():

@@ -38,7 +38,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def packs(layer: nn.Module) -> dict:
-    return layer.__dict__.get("_mkl_packs", {})
+    return layer.__dict__.get(mkl_packed.PACKS, {})
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -21,7 +21,15 @@ natively (AVX-512, MKL's fast path) oneDNN took 0.9–1.6× MKL's time.
   product has at least :data:`ONEDNN_MIN_MACS` multiply-adds; anything else (CUDA, bf16,
   autocast, small products) goes to ``F.linear`` as before. Small products stay with MKL because
   oneDNN's fixed cost per call (~25 µs here) exceeds them: emulated as above, 8 × 256 → 256 took
-  39 µs in MKL and 56 µs in oneDNN, 8 × 256 → 1,024 137 and 112 µs, 1 × 256 → 256 11 and 38 µs;
+  39 µs in MKL and 56 µs in oneDNN, 8 × 256 → 1,024 137 and 112 µs, 1 × 256 → 256 11 and 38 µs.
+  Forwards without autograd of 3–64 rows (the HF engine's decode steps) with a weight of ≥ 2¹⁸
+  elements multiply by the weight laid out once in oneDNN's blocked format
+  (``torch.ops.mkldnn._reorder_linear_weight``; kept like MKL's packs and dropped with them,
+  :func:`~arpo.models.mkl_packed.weight_pack`) instead of reordering it inside every call. On a
+  2-core AMD EPYC (AVX2, 2026-12-07) that made 90 products of SmolLM2's layer shapes at 8 rows
+  take 23 against 36 ms, and the HF engine's SmolLM2 decode step at batch 8 0.77× as long
+  (``benchmarks/roofline.py``, docs/performance.md); its results equal the plain oneDNN product's
+  (bitwise there, for 3–33 rows);
 * ``mkl_packed``: like ``torch``, except that forwards without autograd of 3–64 rows (decode
   steps) multiply by weights laid out once by MKL for that row count
   (:class:`~arpo.models.mkl_packed.MKLPackedLinear`): 0.4–0.8× ``F.linear``'s time for SmolLM2's
@@ -46,7 +54,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arpo.models.mkl_packed import MKLPackedLinear, mkl_packing_available, release_packs
+from arpo.models.mkl_packed import (
+    PACK_BUCKETS,
+    PACK_MIN_ROWS,
+    PACK_MIN_WEIGHTS,
+    MKLPackedLinear,
+    mkl_packing_available,
+    release_packs,
+    weight_pack,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +72,9 @@ ONEDNN_MIN_MACS = 1 << 20
 """Rows × in × out below which a linear layer's product stays with ``F.linear`` (module docstring)."""
 X86 = {"x86_64", "amd64", "i386", "i686"}
 """``platform.machine()`` names of x86 CPUs, where PyTorch's CPU builds use MKL."""
+REORDER_ROWS = PACK_BUCKETS[0]
+"""Row count oneDNN is told to expect when it lays out a weight for the no-grad forwards (any row
+count can then use the layout; module docstring)."""
 MKL_BELOW_AVX2 = {"SSE4_2", "AVX"}
 """``MKL_ENABLE_INSTRUCTIONS`` values that keep MKL off its AVX2 and AVX-512 kernels."""
 
@@ -145,7 +164,21 @@ class OneDNNLinear(nn.Linear):
             or x.numel() * self.out_features < ONEDNN_MIN_MACS  # rows × in × out
         ):
             return F.linear(x, self.weight, self.bias)
-        return _OneDNNLinearFunction.apply(x, self.weight, self.bias)
+        rows = x.numel() // self.in_features
+        if (
+            torch.is_grad_enabled()
+            or not PACK_MIN_ROWS <= rows <= PACK_BUCKETS[-1]
+            or self.weight.numel() < PACK_MIN_WEIGHTS
+        ):
+            return _OneDNNLinearFunction.apply(x, self.weight, self.bias)
+        y = _onednn_mm(x.reshape(rows, self.in_features), self.reordered_weight(), self.bias)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def reordered_weight(self) -> torch.Tensor:
+        """The weight in oneDNN's own blocked layout, made once per weight update (module docstring)."""
+        return weight_pack(
+            self, "onednn", lambda weight: torch.ops.mkldnn._reorder_linear_weight(weight, REORDER_ROWS), 1
+        )
 
 
 LINEAR_CLASSES: dict[Resolved, type[nn.Linear]] = {

@@ -71,7 +71,8 @@ class PolicyConfig(BaseModel):
     cpu_matmul: CpuMatmul = Field(
         "auto",
         description="Library for the float32 linear layers on a CPU: 'torch' (PyTorch's choice, MKL on x86), "
-        "'onednn', 'mkl_packed' (torch, but forwards without autograd of 3-64 rows, i.e. decode steps, multiply by "
+        "'onednn' (oneDNN, its decode steps' large weights laid out once per weight update: one extra copy "
+        "of them while decoding), 'mkl_packed' (torch, but forwards without autograd of 3-64 rows, i.e. decode steps, multiply by "
         "weights packed once by MKL: faster, up to two extra copies of the weights while decoding), or 'auto': "
         "oneDNN where MKL would run its generic code (a non-Intel x86 CPU, or MKL_ENABLE_INSTRUCTIONS below AVX2), "
         "mkl_packed on other x86 CPUs, else torch. Results agree to float32 rounding (arpo/models/cpu_matmul.py).",

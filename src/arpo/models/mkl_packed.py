@@ -42,6 +42,8 @@ not bitwise (tests: 1e-6 of their size).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,6 +56,8 @@ PACK_MIN_WEIGHTS = 1 << 18
 """Weights with fewer elements stay with ``F.linear`` (nothing to gain, module docstring)."""
 PACK_KEEP = 2
 """Buckets whose packs a layer keeps at once."""
+PACKS = "_weight_packs"
+"""The attribute (in a layer's ``__dict__``, so never in its state dict) holding its packs."""
 
 
 def mkl_packing_available() -> bool:
@@ -88,19 +92,31 @@ class MKLPackedLinear(nn.Linear):
 
     def packed_weight(self, bucket: int) -> torch.Tensor:
         """The weight packed for ``bucket`` rows, rebuilt when the weight changed."""
-        packs: dict[int, tuple[tuple[int, int], torch.Tensor]] = self.__dict__.setdefault("_mkl_packs", {})
-        key = (self.weight.data_ptr(), self.weight._version)
-        hit = packs.pop(bucket, None)
-        if hit is None or hit[0] != key:
-            if len(packs) >= PACK_KEEP:
-                packs.pop(next(iter(packs)))  # least recently used: entries are re-inserted on use
-            hit = (key, torch.ops.mkl._mkl_reorder_linear_weight(self.weight.detach(), bucket))
-        packs[bucket] = hit
-        return hit[1]
+        return weight_pack(
+            self, bucket, lambda weight: torch.ops.mkl._mkl_reorder_linear_weight(weight, bucket), PACK_KEEP
+        )
+
+
+def weight_pack(
+    layer: nn.Linear, slot: Hashable, build: Callable[[torch.Tensor], torch.Tensor], keep: int
+) -> torch.Tensor:
+    """``build(layer.weight)`` for ``slot``, kept on the layer until the weight changes (its storage
+    or version counter) or :func:`release_packs`; at most ``keep`` slots per layer, the least
+    recently used dropped first. Shared by :class:`MKLPackedLinear` (a slot per row bucket) and
+    :class:`~arpo.models.cpu_matmul.OneDNNLinear` (one slot: the weight in oneDNN's layout)."""
+    packs: dict[Hashable, tuple[tuple[int, int], torch.Tensor]] = layer.__dict__.setdefault(PACKS, {})
+    key = (layer.weight.data_ptr(), layer.weight._version)
+    hit = packs.pop(slot, None)
+    if hit is None or hit[0] != key:
+        while len(packs) >= keep:
+            packs.pop(next(iter(packs)))  # least recently used: entries are re-inserted on use
+        hit = (key, build(layer.weight.detach()))
+    packs[slot] = hit
+    return hit[1]
 
 
 def release_packs(model: nn.Module) -> None:
-    """Drop every packed weight of ``model``'s :class:`MKLPackedLinear` layers (they are rebuilt
-    on the next forward that needs them)."""
+    """Drop every packed weight of ``model``'s layers (:func:`weight_pack`; they are rebuilt on the
+    next forward that needs them)."""
     for module in model.modules():
-        module.__dict__.pop("_mkl_packs", None)
+        module.__dict__.pop(PACKS, None)
