@@ -47,7 +47,7 @@ import torch
 
 from arpo.core.entropy import topk_entropy_estimate
 from arpo.engines.base import Continuation, GeneratorStats, OnDone, Request, SamplingParams, requests_to_run
-from arpo.engines.vllm_options import VLLMOptions
+from arpo.engines.vllm_options import VLLMOptions, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class VLLMGenerator:
         kv_gib = options.kv_cache_gib or (CPU_KV_CACHE_GIB if on_cpu else None)
         args: dict[str, Any] = {
             "model": str(model_dir),
-            "dtype": options.dtype or dtype,
+            "dtype": resolve_dtype(options.dtype, dtype, on_cpu=on_cpu),
             "enable_prefix_caching": True,
             "enforce_eager": options.enforce_eager,
             "max_logprobs": options.top_logprobs,

@@ -1,14 +1,32 @@
 """Options of the vLLM rollout engine (``rollout.engine: vllm``); validated without importing vLLM.
 
+``dtype: auto`` (:func:`resolve_dtype`) takes bfloat16 only where the hardware computes it natively.
+On a real 2-core AMD EPYC with AVX2 only (2026-12-07) the SmolLM2 recipe's first ARPO step (16
+problems, 8 leaves each, from a 3-step SFT model that fills its 256-token budget) had not finished
+its rollout after 7 min with vLLM in bfloat16; in float32 the rollout took 99 s. On the Intel
+development machine (AMX) bfloat16 is the fast one (docs/recipes/smollm2_gsm8k.md).
+
 See :mod:`arpo.engines.vllm` for what the engine does with them and ``docs/vllm.md`` for install
 and measured speeds.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
+
+from arpo.models.native_bf16 import cpu_has_native_bf16
+
+logger = logging.getLogger(__name__)
+
+SLOW_BF16 = (
+    "vllm.dtype bfloat16 on a CPU without native bf16 (no AMX or AVX512-BF16): vLLM's CPU kernels emulate it "
+    "there (measured on an AVX2-only AMD EPYC: a rollout of the SmolLM2 recipe unfinished after 7 min, 99 s in "
+    "float32); set vllm.dtype to auto or float32"
+)
 
 EngineName = Literal["hf", "vllm"]
 
@@ -16,8 +34,12 @@ EngineName = Literal["hf", "vllm"]
 class VLLMOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
-        None, description="Weights dtype in vLLM; null = the policy's dtype."
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = Field(
+        None,
+        description="Weights dtype in vLLM; null = the policy's dtype; auto = bfloat16 where the hardware "
+        "computes it natively (a CPU with AMX or AVX512-BF16, a CUDA GPU with bf16), else float32 on a CPU and "
+        "float16 on a GPU (vLLM's bf16 on an AVX2-only CPU is several times slower than float32: "
+        "arpo/engines/vllm_options.py).",
     )
     top_logprobs: int = Field(
         20,
@@ -85,3 +107,17 @@ class VLLMOptions(BaseModel):
                 "'external_launcher' (or leave it unset)"
             )
         return self.model_copy(update={"engine_args": args})
+
+
+def resolve_dtype(value: str | None, policy_dtype: str, *, on_cpu: bool) -> str:
+    """vLLM's ``dtype`` for ``vllm.dtype`` = ``value`` (module docstring); ``policy_dtype`` for None."""
+    if value is None:
+        return policy_dtype
+    native = cpu_has_native_bf16() if on_cpu else torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if value == "auto":
+        resolved = "bfloat16" if native else "float32" if on_cpu else "float16"
+        logger.info("vllm.dtype auto: %s", resolved)
+        return resolved
+    if value == "bfloat16" and on_cpu and not native:
+        logger.warning(SLOW_BF16)
+    return value

@@ -10,9 +10,8 @@ oneDNN has no bf16 kernels for that instruction set.
 ``auto`` resolves, once per run, to
 
 * ``bf16`` on a CUDA device that supports it (``torch.cuda.is_bf16_supported()``);
-* ``bf16`` on a CPU whose bf16 oneDNN runs natively: oneDNN may use bf16
-  (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``, which honours ``ONEDNN_MAX_CPU_ISA``) and the
-  CPU has AMX or AVX512-BF16 instructions;
+* ``bf16`` on a CPU whose bf16 oneDNN runs natively
+  (:func:`~arpo.models.native_bf16.cpu_has_native_bf16`: AMX or AVX512-BF16);
 * ``no`` (float32) otherwise.
 
 An explicit ``bf16`` on a CPU without native bf16 is kept, with a warning that says why it is slow.
@@ -25,6 +24,8 @@ import logging
 import torch
 from accelerate.utils import parse_flag_from_env
 
+from arpo.models.native_bf16 import cpu_has_native_bf16
+
 logger = logging.getLogger(__name__)
 
 SLOW_BF16 = (
@@ -32,13 +33,6 @@ SLOW_BF16 = (
     "bf16 autocast is emulated there (measured with an AVX2-only CPU emulated: SmolLM2-135M's learner step "
     "15x slower than in float32, benchmarks/mixed_precision.py); set train.mixed_precision to auto or no"
 )
-
-
-def cpu_has_native_bf16() -> bool:
-    """oneDNN may use bf16 here and the CPU computes it natively (AMX or AVX512-BF16)."""
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return False
-    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
 
 def on_cuda() -> bool:
