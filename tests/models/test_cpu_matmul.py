@@ -19,6 +19,7 @@ from arpo.models.loading import PolicyConfig, load_policy
 from arpo.models.mkl_packed import release_packs
 from arpo.models.tiny import build_tiny_llama
 from arpo.train.logprobs import token_logprobs
+from tests.models.weight_updates import assert_forwards_follow_weight_updates
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this build")
 
@@ -152,17 +153,7 @@ def test_training_and_other_row_counts_keep_the_plain_weight(every_product, ever
 
 def test_the_reordered_weight_follows_updates_and_is_released(every_product, every_weight, tokenizer):
     layer = OneDNNLinear(32, 48)
-    opt = torch.optim.AdamW(layer.parameters(), lr=0.1)
-    x = torch.randn(5, 32)
-    with torch.no_grad():
-        before = layer(x)
-    layer(torch.randn(5, 32)).sum().backward()
-    opt.step()  # in place: the version counter moves
-    with torch.no_grad():
-        after = layer(x)
-        assert rel(after, F.linear(x, layer.weight, layer.bias)) < 1e-6 and not torch.allclose(after, before)
-        layer.load_state_dict({"weight": torch.randn(48, 32), "bias": torch.zeros(48)})
-        assert rel(layer(x), F.linear(x, layer.weight, layer.bias)) < 1e-6
+    assert_forwards_follow_weight_updates(layer)
     assert len(reordered(layer)) == 1
     release_packs(layer)
     assert not reordered(layer)
