@@ -23,8 +23,8 @@ from arpo.models.native_bf16 import cpu_has_native_bf16
 logger = logging.getLogger(__name__)
 
 SLOW_BF16 = (
-    "vllm.dtype bfloat16 on a CPU without native bf16 (no AMX or AVX512-BF16): vLLM's CPU kernels emulate it "
-    "there (measured on an AVX2-only AMD EPYC: a rollout of the SmolLM2 recipe unfinished after 7 min, 99 s in "
+    "vllm.dtype bfloat16 on a CPU without native bf16 (no AMX or AVX512-BF16): vLLM is several times slower "
+    "there than in float32 (measured on an AVX2-only AMD EPYC: a rollout of the SmolLM2 recipe unfinished after 7 min, 99 s in "
     "float32); set vllm.dtype to auto or float32"
 )
 
