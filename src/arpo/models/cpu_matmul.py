@@ -29,7 +29,7 @@ natively (AVX-512, MKL's fast path) oneDNN took 0.9–1.6× MKL's time.
   2-core AMD EPYC (AVX2, 2026-12-07) that made 90 products of SmolLM2's layer shapes at 8 rows
   take 23 against 36 ms, and the HF engine's SmolLM2 decode step at batch 8 and 32 0.80× and 0.83×
   as long (``benchmarks/roofline.py --cpu-matmul onednn onednn_plain``, one run, docs/performance.md);
-  its results equal the plain oneDNN product's (bitwise there, for 3–33 rows of one shape);
+  its results equal the plain oneDNN product's (bitwise there for 3, 8, 16 and 33 rows of the 576 → 1,536 weight, checked by hand);
 * ``mkl_packed``: like ``torch``, except that forwards without autograd of 3–64 rows (decode
   steps) multiply by weights laid out once by MKL for that row count
   (:class:`~arpo.models.mkl_packed.MKLPackedLinear`): 0.4–0.8× ``F.linear``'s time for SmolLM2's
