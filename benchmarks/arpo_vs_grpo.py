@@ -59,6 +59,7 @@ from arpo.train.jobs import DataConfig, RLJobConfig, SFTJobConfig, run_rl, run_s
 from arpo.train.rl import RLConfig  # noqa: E402
 
 BRANCHING = "rollout.branching"
+CONTINUOUS = "rollout.scheduling=continuous"
 AEPO = [
     f"{BRANCHING}.consecutive_penalty=0.05",
     "loss.clip_gradient=entropy_balanced",
@@ -75,8 +76,12 @@ ARMS: dict[str, list[str]] = {
     "arpo-z2": [f"{BRANCHING}.branch_width=2"],
     "aepo-rollout": [f"{BRANCHING}.consecutive_penalty=0.05", f"{BRANCHING}.pre_monitor={{beta: 30.0}}"],
     "aepo-loss": AEPO[1:],
+    "grpo-continuous": [f"{BRANCHING}.initial_rollouts=8", CONTINUOUS],
+    "arpo-speculative": [CONTINUOUS, "rollout.speculative_fills=true"],
+    "arpo-speculative-early": [CONTINUOUS, "rollout.speculative_fills=true", "rollout.early_decisions=true"],
 }
-"""Arms by name: overrides of the demo's RL config (M = 8, N = 4, Z = 1, α = 0.5, β = 0.2, k = 8)."""
+"""Arms by name: overrides of the demo's RL config (M = 8, N = 4, Z = 1, α = 0.5, β = 0.2, k = 8,
+sampled by rounds)."""
 BASELINE = "grpo"
 TOOL_CALLS = "budget/tool_calls_total"
 PER_STEP = (

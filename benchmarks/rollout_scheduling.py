@@ -1,11 +1,13 @@
 """Rollout wall time under ``rollout.scheduling: rounds`` and ``continuous``, for GRPO and ARPO trees.
 
-The transformers engine (``HFGenerator``) samples the same prompts with the same seeds five ways:
+The transformers engine (``HFGenerator``) samples the same prompts with the same seeds seven ways:
 GRPO (N = M = G) and ARPO (N = G/2, α = 0.5, β = 0.2, Z = 1), each by rounds (every path waits
 for the round's longest segment) and continuously (a path that stopped goes on at the next decode
-step; branches and fills join the running batch), and ARPO continuously with speculative fills
+step; branches and fills join the running batch); ARPO continuously with its branching decisions
+taken at a peek after the first k tokens that follow a tool result (``rollout.early_decisions``)
+instead of when that segment ends; and each of the two continuous ARPO arms with speculative fills
 (``rollout.speculative_fills``: the fills start with the initial samples, and each branch cancels
-the newest). The five are timed in turns (``harness.interleaved``), each repeat with the next seed. Workloads, on a tiny Llama (character
+the newest). The seven are timed in turns (``harness.interleaved``), each repeat with the next seed. Workloads, on a tiny Llama (character
 tokenizer, seed 0; ``--hidden``/``--layers`` size it):
 
 * ``plain``: the random model, no tool: one segment per path, ended by EOS, ``</answer>`` or the
@@ -58,14 +60,18 @@ HEADERS = [
     "ARPO ÷ GRPO",
     "continuous ÷ rounds",
 ]
-SPECULATIVE = " + speculative fills"
-ARMS = [
-    ("GRPO", "rounds"),
-    ("GRPO", "continuous"),
-    ("ARPO", "rounds"),
-    ("ARPO", "continuous"),
-    ("ARPO", "continuous" + SPECULATIVE),
-]
+EARLY = "continuous, early decisions"
+ARMS: dict[tuple[str, str], dict[str, Any]] = {
+    ("GRPO", "rounds"): {"scheduling": "rounds"},
+    ("GRPO", "continuous"): {},
+    ("ARPO", "rounds"): {"scheduling": "rounds"},
+    ("ARPO", "continuous"): {},
+    ("ARPO", EARLY): {"early_decisions": True},
+    ("ARPO", "continuous + speculative fills"): {"speculative_fills": True},
+    ("ARPO", EARLY + " + speculative fills"): {"early_decisions": True, "speculative_fills": True},
+}
+"""Per (trees, scheduling) arm, its rollout settings beyond the defaults (continuous scheduling,
+decisions when the segment ends, late fills)."""
 QUESTIONS = ["what is 1+2?", "add 3 and 4", "sum 12 and 30", "compute 7+8", "what is 5+9?", "add 20 and 22"]
 
 
@@ -130,6 +136,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, nargs="+", default=[1, 4], help="prompts per rollout")
     parser.add_argument("--groups", type=int, nargs="+", default=[8, 16], help="G = M: leaves per prompt")
     parser.add_argument("--lengths", type=int, nargs="+", default=[128], help="L: response budget")
+    parser.add_argument("--window", type=int, default=20, help="k: ARPO's entropy window")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--train-steps", type=int, default=600, help="tool workload: demonstration steps")
@@ -150,16 +157,16 @@ def main() -> None:
                 for g in args.groups:
                     for length in args.lengths:
                         arms = {}
-                        for trees, scheduling in ARMS:
+                        for (trees, scheduling), settings in ARMS.items():
                             config = RolloutConfig.model_validate(
                                 {
                                     "branching": {
                                         "rollouts_per_prompt": g,
                                         "initial_rollouts": g if trees == "GRPO" else g // 2,
+                                        "entropy_window": args.window,
                                     },
                                     "max_response_tokens": length,
-                                    "scheduling": scheduling.removesuffix(SPECULATIVE),
-                                    "speculative_fills": scheduling.endswith(SPECULATIVE),
+                                    **settings,
                                 }
                             )
                             arms[trees, scheduling] = Arm(
@@ -168,7 +175,7 @@ def main() -> None:
                         seconds = interleaved({" ".join(k): arm for k, arm in arms.items()}, args.repeats)
                         for (trees, scheduling), arm in arms.items():
                             s = seconds[f"{trees} {scheduling}"]
-                            plain = scheduling.removesuffix(SPECULATIVE)
+                            plain = "rounds" if scheduling == "rounds" else "continuous"
                             rows.append(
                                 [
                                     workload,

@@ -45,7 +45,13 @@ Limits, as rules:
 Branching: when a path continued after a tool result, the first k tokens it generated there give
 H_after; the decision is taken at that tool result when that segment ends, and the Z copies fork
 from the generator's cached state at the tool-result boundary (nothing recomputed), each sampling
-its own continuation from the next round on. The decision is recorded on the tool node. A prompt whose
+its own continuation from the next round on. The decision is recorded on the tool node. With
+``early_decisions`` (off by default) the loop asks the generator to *peek* at such a segment after
+its k-th token (:class:`~arpo.engines.base.Request`'s ``peek_after``; the transformers engine
+under continuous scheduling does): the decision is then taken from those same k tokens while the
+path runs on, and the branches join the batch at once instead of a segment later. A path is
+peeked only while its tree has room for a branch (the decision could fork); other decisions, and
+all of them where the engine does not peek, are taken when the segment ends. A prompt whose
 paths have all ended with fewer than M leaves starts the missing ones together, as fresh samples
 forked from the cached prompt.
 
@@ -100,6 +106,15 @@ SCHEDULING_HELP = (
 )
 
 
+EARLY_DECISIONS_HELP = (
+    "Take ARPO's branching decision at a tool result as soon as the k tokens after it (H_after) are "
+    "sampled, and start the branches then, instead of when the path's segment ends (the ARPO "
+    "authors' timing; the default). Needs scheduling: continuous and engine: hf, the one engine that "
+    "reports a running request's tokens. The same decision from the same tokens, "
+    "nothing extra computed; a seed samples other tokens (branches join the batch earlier). Pays "
+    "where segments are long against k, with speculative_fills (docs/performance.md)."
+)
+
 SPECULATIVE_FILLS_HELP = (
     "Continuous scheduling only: start each prompt's M - N fills with its initial samples instead of "
     "after its last path ends; the newest are cancelled as branches take their places. The trees' "
@@ -140,6 +155,7 @@ class RolloutConfig(BaseModel):
         description="How a tool result is wrapped before encoding; must contain {result} (tool_format: tags).",
     )
     scheduling: Scheduling = Field("continuous", description=SCHEDULING_HELP)
+    early_decisions: bool = Field(False, description=EARLY_DECISIONS_HELP)
     speculative_fills: bool = Field(False, description=SPECULATIVE_FILLS_HELP)
     tool_format: ToolFormatName = Field("tags", description=TOOL_FORMAT_HELP)
     tool_parser: str = Field("hermes", description=TOOL_PARSER_HELP)
@@ -158,10 +174,15 @@ class RolloutConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _speculation_needs_continuous(self) -> RolloutConfig:
+    def _scheduling_options_fit(self) -> RolloutConfig:
         if self.speculative_fills and self.scheduling != "continuous":
             raise ValueError(
                 "speculative_fills needs scheduling: continuous (under rounds a fill waits anyway)"
+            )
+        if self.early_decisions and (self.scheduling != "continuous" or self.engine != "hf"):
+            raise ValueError(
+                "early_decisions needs scheduling: continuous and engine: hf (a round ends every "
+                "segment before a branch could join; vLLM reports a request only when it ends)"
             )
         if self.speculative_fills and self.branching.pre_monitor is not None:
             raise ValueError(
@@ -279,13 +300,11 @@ class ArpoRollout:
         running = {p.handle: p for p in started}
         rounds = 0
 
-        def on_done(done: list[tuple[int, Continuation]]) -> list[Request]:
-            nonlocal rounds
-            rounds += 1
-            ended = [running.pop(handle) for handle, _ in done]
-            new = self._advance(ended, [out for _, out in done], rng)
+        def give_way(new: list[_Path]) -> list[_Path]:
+            """Cancel the newest speculative fills of the trees ``new`` forked branches in, as many as
+            the branches took places of; returns ``new`` without the cancelled."""
             branched = {id(p.tree): p.tree for p in new if p.node.origin is Origin.BRANCH}
-            for key, tree in branched.items():  # branches take the places of the newest speculative fills
+            for key, tree in branched.items():
                 tree_spares = spares.get(key, [])
                 over = len(tree_spares) - (cfg.branching.rollouts_per_prompt - _paths_started(tree))
                 for path in tree_spares[len(tree_spares) - over :] if over > 0 else []:
@@ -295,6 +314,22 @@ class ArpoRollout:
                         gen.release(path.handle)
                     tree_spares.remove(path)
                     cancelled.append(path)
+            return new
+
+        def on_peek(peeked: list[tuple[int, Continuation]]) -> list[Request]:
+            """Decisions from the first k tokens after a tool result, the paths running on."""
+            new = [b for handle, out in peeked for b in self._decide(running[handle], rng, out.entropies)]
+            new = give_way(new)
+            running.update((p.handle, p) for p in new)
+            return [self._request(p) for p in new]
+
+        def on_done(done: list[tuple[int, Continuation]]) -> list[Request]:
+            nonlocal rounds
+            rounds += 1
+            # a speculative fill that on_peek cancelled at the step it ended is dropped
+            done = [(handle, out) for handle, out in done if handle in running]
+            ended = [running.pop(handle) for handle, _ in done]
+            new = give_way(self._advance(ended, [out for _, out in done], rng))
             touched = {id(p.tree) for p in ended}
             busy = {id(p.tree) for p in [*new, *running.values()]}
             for tree, root in zip(trees, roots, strict=True):
@@ -316,7 +351,7 @@ class ArpoRollout:
 
         requests = [self._request(p) for p in started]
         if cfg.scheduling == "continuous":
-            gen.stream(requests, cfg.sampling, self._stop_strings, on_done)
+            gen.stream(requests, cfg.sampling, self._stop_strings, on_done, on_peek)
         else:
             stream_in_rounds(gen, requests, cfg.sampling, self._stop_strings, on_done)
         for root in roots:
@@ -336,8 +371,33 @@ class ArpoRollout:
         return RolloutBatch(trees, stats)
 
     def _request(self, path: _Path) -> Request:
-        """Continue ``path`` within what is left of its response budget."""
-        return Request(path.handle, self.config.max_response_tokens - _response_length(path.node))
+        """Continue ``path`` within what is left of its response budget, peeking after k tokens
+        when a branching decision waits for them and could fork (``early_decisions``)."""
+        budget = self.config.max_response_tokens - _response_length(path.node)
+        k = self.config.branching.entropy_window
+        peek = self.config.early_decisions and k < budget and self._may_branch(path)
+        return Request(path.handle, budget, k if peek else 0)
+
+    def _may_branch(self, path: _Path) -> bool:
+        """Whether ``path``'s open decision could fork: not a speculative fill, and its tree has
+        room for a branch."""
+        return (
+            self._decision_open(path)
+            and path.owner is None
+            and _paths_started(path.tree) < self.config.branching.rollouts_per_prompt
+        )
+
+    def _decision_open(self, path: _Path) -> bool:
+        """Whether ``path`` has just continued after a tool result whose decision is still to take
+        (and the pre-monitoring sample, if any, has ended)."""
+        node, tool = path.node, path.node.parent
+        return (
+            node.origin is None
+            and tool is not None
+            and tool.role is Role.TOOL
+            and tool.decision is None
+            and not _monitoring(path.tree, self.config.branching)
+        )
 
     def _split(self, tree: RolloutTree) -> int:
         """AEPO's m from the tree's monitoring sample (its only path so far), recorded in the meta."""
@@ -431,17 +491,19 @@ class ArpoRollout:
                     calls.append(Call(parsed.name, "", f"Bad arguments: {exc}."))
         return calls
 
-    def _decide(self, path: _Path, rng: random.Random) -> list[_Path]:
-        """ARPO's decision at the tool result this path just continued from; returns the branches."""
+    def _decide(self, path: _Path, rng: random.Random, after: list[float] | None = None) -> list[_Path]:
+        """ARPO's decision at the tool result this path just continued from, from the entropies of
+        the tokens it sampled there (``after``; default: its node's, at the segment's end);
+        returns the branches."""
         node, bcfg = path.node, self.config.branching
         tool = node.parent
-        if node.origin is not None or tool is None or tool.role is not Role.TOOL or tool.decision is not None:
-            return []
-        if _monitoring(path.tree, bcfg):  # the branch budget is unknown until the monitor ends
+        if not self._decision_open(path) or tool is None:  # while monitoring, the budget is unknown
             return []
         first = next(n for n in node.path() if n.role is Role.MODEL)
         h_init = normalised_window_mean(first.entropies, path.tree.vocab_size, bcfg.entropy_window)
-        h_after = normalised_window_mean(node.entropies, path.tree.vocab_size, bcfg.entropy_window)
+        h_after = normalised_window_mean(
+            node.entropies if after is None else after, path.tree.vocab_size, bcfg.entropy_window
+        )
         if h_init is None or h_after is None:
             return []
         streak = _branch_streak(tool)

@@ -140,6 +140,63 @@ def test_a_path_released_in_on_done_stops_unreported_and_the_others_go_on_exactl
     assert gen.stats.since(before).decode_tokens == 3 * 3 - 3 + (12 - 3)
 
 
+def test_a_peek_reports_the_first_tokens_and_a_fork_there_reuses_the_running_rows_kv(
+    model64, tokenizer, prompts
+):
+    """A request with ``peek_after`` is reported to ``on_peek`` after that many tokens and runs on
+    with the tokens it would have sampled without the peek; a branch forked in ``on_peek`` at
+    where the request started (after a tool result) joins at once, reuses the tool result's KV the
+    running row computed, and every token of both equals a full recompute."""
+    tool_ids = tokenizer.encode("<result>42</result>", add_special_tokens=False)
+
+    def setup():
+        gen = HFGenerator(model64, tokenizer)
+        gen.seed(3)
+        root = gen.add_path(prompts[0])
+        gen.prefill([root])
+        paths = [gen.fork(root, len(prompts[0])) for _ in range(2)]
+        gen.generate(paths, [5, 5], SAMPLE, [])
+        gen.extend(paths[0], tool_ids)
+        return gen, paths
+
+    def run(peek_after, on_peek):
+        gen, (row, other) = setup()
+        outs = {}
+        requests = [Request(row, 12, peek_after=peek_after), Request(other, 9)]
+        gen.stream(requests, SAMPLE, [], lambda done: outs.update(done) or [], on_peek(gen, row))
+        return outs[row]
+
+    plain = run(0, lambda gen, row: None)
+    quiet = run(4, lambda gen, row: lambda peeked: [])
+    assert quiet.token_ids == plain.token_ids  # a peek alone changes nothing
+
+    gen, (row, other) = setup()
+    boundary = gen.length(row)
+    peeks, outs, branches = [], {}, []
+
+    def on_peek(peeked):
+        peeks.extend(peeked)
+        branches.append(gen.fork(row, boundary))
+        return [Request(branches[0], 6)]
+
+    before = gen.stats.snapshot()
+    requests = [Request(row, 12, peek_after=4), Request(other, 9)]
+    gen.stream(requests, SAMPLE, [], lambda done: outs.update(done) or [], on_peek)
+    cost = gen.stats.since(before)
+    ((path, peek),) = peeks
+    assert path == row and peek.token_ids == outs[row].token_ids[:4]
+    assert peek.entropies == outs[row].entropies[:4] and peek.logprobs == outs[row].logprobs[:4]
+    assert peek.token_ids == plain.token_ids[:4]
+    for path in (row, branches[0], other):
+        assert_matches_recompute(model64, gen.token_ids(path), outs[path])
+    # each row's last sampled token and the tool result; the branch: the running row's KV, stored at the peek
+    assert cost.prefill_tokens == 1 + 1 + len(tool_ids)
+    assert cost.decode_tokens == 12 + 9 + 6 - 3  # each request's first token: from a prefill or stored logits
+    gen.extend(row, tool_ids)  # the KV stored at the peek and at the end is exact
+    (out,) = gen.generate([row], [3], SAMPLE, [])
+    assert_matches_recompute(model64, gen.token_ids(row), out)
+
+
 def test_batched_greedy_equals_one_path_at_a_time(model, tokenizer, prompts):
     greedy = SamplingParams(temperature=0.0)
     gen = HFGenerator(model, tokenizer)

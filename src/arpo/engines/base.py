@@ -23,6 +23,16 @@ fresh sample). ``on_done`` may fork, extend and release any path that is not run
 returns when nothing runs and ``on_done`` returned nothing. Engines that decode a batch to its
 end before taking new work get it from :class:`StreamsByRounds`.
 
+Peeks: a request with ``peek_after = k > 0`` that has sampled k tokens and goes on running is
+reported to ``on_peek`` (when given) at that step, before ``on_done``, with a copy of its
+continuation so far; the request keeps running unchanged. ``on_peek`` may fork the peeked path at
+any position up to its length when the request started (ARPO forks branches at the tool result
+there, :mod:`arpo.rollout`), and release paths as ``on_done`` may (a path that ended at that
+step is still reported to ``on_done``); the requests it returns join at the next step. Peeks
+are a scheduling aid: an engine that cannot see a running request's tokens (vLLM's, which
+reports a request when it ends) never peeks, and the caller then does at the request's end what
+it would have done at the peek.
+
 ``fork(path, at)`` makes a new path equal to the first ``at`` tokens of ``path``; engines reuse the
 parent's cached state for that prefix instead of recomputing it. ``stats`` counts tokens pushed
 through the model as prefill (prompt, tool results, recomputed tokens) and as decode steps, so
@@ -83,15 +93,18 @@ class GeneratorStats:
 
 @dataclass(frozen=True)
 class Request:
-    """Continue ``path`` by at most ``max_new_tokens`` tokens (none: an empty ``length`` continuation)."""
+    """Continue ``path`` by at most ``max_new_tokens`` tokens (none: an empty ``length`` continuation);
+    with ``peek_after`` > 0, report the first ``peek_after`` tokens to ``on_peek`` while it runs on."""
 
     path: int
     max_new_tokens: int
+    peek_after: int = 0
 
 
 OnDone = Callable[[list[tuple[int, Continuation]]], Sequence[Request]]
 """What :meth:`Generator.stream` calls with the (path, continuation) pairs that ended together;
-returns the requests that join next."""
+returns the requests that join next. ``on_peek`` has the same type: the pairs of the requests
+that reached their ``peek_after`` at that step, each continuation holding the tokens so far."""
 
 
 def stream_in_rounds(
@@ -102,7 +115,7 @@ def stream_in_rounds(
     on_done: OnDone,
 ) -> None:
     """:meth:`Generator.stream` by rounds: one ``generate`` call for all requests, ``on_done`` with
-    all of them, and again with the requests it returned, until it returns none."""
+    all of them, and again with the requests it returned, until it returns none (no peeks)."""
     while requests:
         outs = generator.generate(
             [r.path for r in requests], [r.max_new_tokens for r in requests], sampling, stop_strings
@@ -120,6 +133,7 @@ class StreamsByRounds:
         sampling: SamplingParams,
         stop_strings: Sequence[str],
         on_done: OnDone,
+        on_peek: OnDone | None = None,
     ) -> None:
         stream_in_rounds(self, requests, sampling, stop_strings, on_done)  # type: ignore[arg-type]
 
@@ -170,8 +184,10 @@ class Generator(Protocol):
         sampling: SamplingParams,
         stop_strings: Sequence[str],
         on_done: OnDone,
+        on_peek: OnDone | None = None,
     ) -> None:
-        """Continue requests that end and join at any step; see the module docstring."""
+        """Continue requests that end and join at any step, peeking where asked; see the module
+        docstring."""
 
     def length(self, path: int) -> int:
         """Number of tokens of the path."""

@@ -63,6 +63,8 @@ class _Running:
     rows: list[_Path] = field(default_factory=list)
     outs: list[Continuation] = field(default_factory=list)
     budgets: list[int] = field(default_factory=list)
+    peeks: list[int] = field(default_factory=list)
+    """Per row, its request's ``peek_after`` (0: none)."""
     cache: BatchCache | None = None
     valid: torch.Tensor | None = None
     """Batch cache columns that hold each row's keys and values ``[B, width]``."""
@@ -84,6 +86,7 @@ class _Running:
         self.rows += rows
         self.outs += [Continuation([], [], [], "length") for _ in rows]
         self.budgets += [r.max_new_tokens for r in requests]
+        self.peeks += [r.peek_after for r in requests]
         if self.cache is None or self.valid is None:
             self.cache, self.valid, self.starts = cache, valid, list(starts)
             return
@@ -110,7 +113,7 @@ class _Running:
             self.cache.batch_select_indices(index)
             self.valid = self.valid[index]
             tokens = tokens[index]
-            for name in ("paths", "rows", "outs", "budgets", "starts"):
+            for name in ("paths", "rows", "outs", "budgets", "peeks", "starts"):
                 setattr(self, name, [getattr(self, name)[b] for b in keep])
         self.tokens = tokens
         return self
@@ -294,6 +297,7 @@ class HFGenerator:
         sampling: SamplingParams,
         stop_strings: Sequence[str],
         on_done: OnDone,
+        on_peek: OnDone | None = None,
     ) -> None:
         """Continuous batching: requests join the running batch at the next decode step.
 
@@ -304,6 +308,10 @@ class HFGenerator:
         forward of their own before the merge. Then all rows sample together. A row that stops
         leaves the batch at once, and so does a running path that ``on_done`` releases (it is never
         reported). Without joins this is exactly the batched decode of ``generate``.
+
+        A row that reaches its ``peek_after`` stores its KV up to where its request started (so
+        ``on_peek`` can fork it there without recomputing) and goes on in the same batch: peeks
+        change no sampled token unless ``on_peek`` adds rows.
         """
         window = self.stop_window_tokens or max([len(s) for s in stop_strings] + [1]) + 2
         run = _Running()
@@ -331,6 +339,7 @@ class HFGenerator:
                     logits, valid, starts = self._prefill(rows, cache, valid)
                     parts.append(logits)
                     run.join(joining, rows, cache, valid, starts)
+            peeked: list[tuple[int, Continuation]] = []
             if run.rows:
                 tokens, logprobs, entropies = _sample(torch.cat(parts), sampling, self.vocab_size, self._rng)
                 keep: list[int] = []
@@ -350,19 +359,30 @@ class HFGenerator:
                         out.finish = "length"
                     else:
                         keep.append(b)
+                        if on_peek is not None and len(out.token_ids) == run.peeks[b]:
+                            peeked.append((path, self._peek(run, b)))
                         continue
                     # row is done: its KV covers everything but the token just sampled
                     self._store_new_kv(row, run.cache, run.valid, b, run.starts[b], len(row.ids) - 1)
                     done.append((path, out))
                 run = run.kept(keep, tokens) if keep else _Running()
-            waiting = list(on_done(done)) if done else []
-            if done and run.rows:  # a path released by on_done stops here, unreported
+            waiting = list(on_peek(peeked)) if peeked and on_peek is not None else []
+            waiting += list(on_done(done)) if done else []
+            if (done or peeked) and run.rows:  # a path released by a callback stops here, unreported
                 live_rows = [b for b, path in enumerate(run.paths) if path in self._paths]
                 if len(live_rows) < len(run.rows):
                     assert run.tokens is not None
                     run = run.kept(live_rows, run.tokens) if live_rows else _Running()
             if not run.rows and not waiting:
                 return
+
+    def _peek(self, run: _Running, b: int) -> Continuation:
+        """Row ``b``'s continuation so far, after storing its KV up to where its request started."""
+        row, out = run.rows[b], run.outs[b]
+        assert run.cache is not None and run.valid is not None
+        started = len(row.ids) - len(out.token_ids)
+        run.starts[b] = self._store_new_kv(row, run.cache, run.valid, b, run.starts[b], started)
+        return Continuation(list(out.token_ids), list(out.logprobs), list(out.entropies), "length")
 
     def _gather(self, rows: list[_Path]) -> tuple[BatchCache, torch.Tensor]:
         """Batch cache with each row's cached prefix right-aligned, and its validity mask ``[B, L]``."""
@@ -476,13 +496,13 @@ class HFGenerator:
 
     def _store_new_kv(
         self, row: _Path, cache: BatchCache, valid: torch.Tensor, b: int, start: int, upto: int
-    ) -> None:
+    ) -> int:
         """Copy row ``b``'s new KV columns out of the batch as a chunk: the first ``upto - kv_len``
         valid columns from ``start`` (a row that joined a running batch's decode step has padding
-        between its decode steps' columns)."""
+        between its decode steps' columns); returns the column after the last one copied."""
         n = upto - row.kv_len
         if n <= 0:
-            return
+            return start
         cols = valid[b, start:].nonzero().squeeze(-1)[:n] + start
         if len(cols) != n:
             raise RuntimeError(
@@ -497,6 +517,7 @@ class HFGenerator:
             chunk = tuple((layer.keys[b][:, cols], layer.values[b][:, cols]) for layer in cache.layers)
         row.chunks = [*row.chunks, chunk]
         row.kv_len = upto
+        return int(cols[-1]) + 1
 
 
 def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:

@@ -309,6 +309,7 @@ class VLLMGenerator:
         sampling: SamplingParams,
         stop_strings: Sequence[str],
         on_done: OnDone,
+        on_peek: OnDone | None = None,
     ) -> None:
         """Continuous batching on vLLM's own scheduler: the requests are queued in the engine
         (``LLM.enqueue``) and this loop drives its steps (``LLMEngine.step``, one decode step of
@@ -316,7 +317,8 @@ class VLLMGenerator:
         together, and what it returns is queued at once, so it joins the next step instead of
         waiting for the slowest request of a round. A running path that ``on_done`` releases is
         aborted, never reported. Each request gets its seed when queued, in the order
-        ``generate`` would draw them for the same requests."""
+        ``generate`` would draw them for the same requests. No peeks (``on_peek`` is never
+        called): the engine reports a request's tokens when it ends."""
         engine = self.llm.llm_engine
         self._ready()
         running: dict[str, int] = {}
