@@ -34,6 +34,16 @@ def rollout(model, tokenizer, prompts, config, seed=0, tools=None):
         return ArpoRollout(HFGenerator(model, tokenizer), tokenizer, box, config).run(prompts, seed=seed)
 
 
+def counted_rollout(model, tokenizer, prompts, config):
+    """``rollout`` and the number of forward passes the model ran in it."""
+    forwards = []
+    hook = model.register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        return rollout(model, tokenizer, prompts, config), len(forwards)
+    finally:
+        hook.remove()
+
+
 def decisions(batch):
     return [n.decision for t in batch.trees for n in t.nodes if n.decision is not None]
 
@@ -387,16 +397,7 @@ def test_continuous_scheduling_gives_the_same_greedy_trees_with_fewer_forwards(t
                 "scheduling": scheduling,
             }
         )
-        forwards[scheduling] = 0
-
-        def count(*_, key=scheduling):
-            forwards[key] += 1
-
-        hook = policy.register_forward_hook(count)
-        try:
-            batch = rollout(policy, tokenizer, prompts, config)
-        finally:
-            hook.remove()
+        batch, forwards[scheduling] = counted_rollout(policy, tokenizer, prompts, config)
         trees[scheduling] = [[leaf.token_ids for leaf in t.trajectories()] for t in batch.trees]
         assert batch.stats["tool_calls_executed"] >= 8 * len(prompts)
     assert trees["continuous"] == trees["rounds"]
@@ -418,16 +419,7 @@ def test_early_decisions_start_branches_sooner_and_give_the_same_greedy_trees(to
         config = RolloutConfig.model_validate(
             {**config.model_dump(), "early_decisions": early, "temperature": 0.0}
         )
-        forwards[early] = 0
-
-        def count(*_, key=early):
-            forwards[key] += 1
-
-        hook = policy.register_forward_hook(count)
-        try:
-            batch = rollout(policy, tokenizer, prompts, config)
-        finally:
-            hook.remove()
+        batch, forwards[early] = counted_rollout(policy, tokenizer, prompts, config)
         assert all(started(tree, Origin.BRANCH) == 6 for tree in batch.trees)
         trees[early] = [sorted(leaf.token_ids for leaf in t.trajectories()) for t in batch.trees]
     assert trees[True] == trees[False]
@@ -480,16 +472,8 @@ def test_speculative_fills_run_beside_the_initial_samples(tokenizer, prompts):
     config = RolloutConfig.model_validate({**config.model_dump(), "temperature": 0.0})
     trees, forwards = {}, {}
     for speculative in (False, True):
-        forwards[speculative] = 0
-
-        def count(*_, key=speculative):
-            forwards[key] += 1
-
-        hook = policy.register_forward_hook(count)
-        try:
-            batch = rollout(policy, tokenizer, prompts, _speculative(config) if speculative else config)
-        finally:
-            hook.remove()
+        arm = _speculative(config) if speculative else config
+        batch, forwards[speculative] = counted_rollout(policy, tokenizer, prompts, arm)
         trees[speculative] = [[leaf.token_ids for leaf in t.trajectories()] for t in batch.trees]
         assert batch.stats["fills_cancelled"] == 0 and batch.stats["tool_calls_executed"] >= 4 * len(prompts)
     assert trees[True] == trees[False]
