@@ -326,8 +326,6 @@ class ArpoRollout:
         def on_done(done: list[tuple[int, Continuation]]) -> list[Request]:
             nonlocal rounds
             rounds += 1
-            # a speculative fill that on_peek cancelled at the step it ended is dropped
-            done = [(handle, out) for handle, out in done if handle in running]
             ended = [running.pop(handle) for handle, _ in done]
             new = give_way(self._advance(ended, [out for _, out in done], rng))
             touched = {id(p.tree) for p in ended}

@@ -197,6 +197,25 @@ def test_a_peek_reports_the_first_tokens_and_a_fork_there_reuses_the_running_row
     assert_matches_recompute(model64, gen.token_ids(row), out)
 
 
+def test_a_path_released_in_on_peek_is_never_reported_even_if_it_ended_that_step(model64, tokenizer, prompts):
+    """``on_peek`` runs before ``on_done``: a path it releases (a speculative fill a branch took the
+    place of) is not reported, also when its request ended at the same step."""
+    gen = HFGenerator(model64, tokenizer)
+    root = gen.add_path(prompts[0])
+    gen.prefill([root])
+    peeking, ending, other = (gen.fork(root, len(prompts[0])) for _ in range(3))
+    reported: list[int] = []
+
+    def on_peek(peeked):
+        assert [path for path, _ in peeked] == [peeking]
+        gen.release(ending)
+        return []
+
+    requests = [Request(peeking, 8, peek_after=3), Request(ending, 3), Request(other, 5)]
+    gen.stream(requests, SAMPLE, [], lambda done: reported.extend(p for p, _ in done) or [], on_peek)
+    assert reported == [other, peeking]
+
+
 def test_batched_greedy_equals_one_path_at_a_time(model, tokenizer, prompts):
     greedy = SamplingParams(temperature=0.0)
     gen = HFGenerator(model, tokenizer)

@@ -27,8 +27,8 @@ Peeks: a request with ``peek_after = k > 0`` that has sampled k tokens and goes 
 reported to ``on_peek`` (when given) at that step, before ``on_done``, with a copy of its
 continuation so far; the request keeps running unchanged. ``on_peek`` may fork the peeked path at
 any position up to its length when the request started (ARPO forks branches at the tool result
-there, :mod:`arpo.rollout`), and release paths as ``on_done`` may (a path that ended at that
-step is still reported to ``on_done``); the requests it returns join at the next step. Peeks
+there, :mod:`arpo.rollout`), and release paths as ``on_done`` may (a released path is never
+reported, also when it ended at that step); the requests it returns join at the next step. Peeks
 are a scheduling aid: an engine that cannot see a running request's tokens (vLLM's, which
 reports a request when it ends) never peeks, and the caller then does at the request's end what
 it would have done at the peek.

@@ -367,6 +367,7 @@ class HFGenerator:
                     done.append((path, out))
                 run = run.kept(keep, tokens) if keep else _Running()
             waiting = list(on_peek(peeked)) if peeked and on_peek is not None else []
+            done = [(path, out) for path, out in done if path in self._paths]  # on_peek may release
             waiting += list(on_done(done)) if done else []
             if (done or peeked) and run.rows:  # a path released by a callback stops here, unreported
                 live_rows = [b for b, path in enumerate(run.paths) if path in self._paths]
